@@ -1,0 +1,1 @@
+"""The HTTP edge: Starlette routes that call the service layer."""

@@ -1,0 +1,124 @@
+"""Reading requests safely: bounded bodies, strict JSON, bearer tokens, the public origin."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from starlette.requests import Request
+
+from callhook.errors import OAuthError, PayloadTooLarge, RequestInvalid, Unauthenticated
+
+MAX_JSON = 64 * 1024
+MAX_BODY = 1024 * 1024
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit // 1024} KiB.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit // 1024} KiB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a request_invalid error that says what is wrong."""
+    raw = await read_body(request)
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json" and not (
+        ctype.startswith("application/") and ctype.endswith("+json")
+    ):
+        got = f"got {ctype!r}" if ctype else "none was sent"
+        raise RequestInvalid(
+            f"Send the body as JSON with 'Content-Type: application/json' ({got})."
+        )
+    if len(raw) > MAX_JSON:
+        raise RequestInvalid(f"The JSON body is {len(raw)} bytes; the limit is {MAX_JSON}.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestInvalid(f"The body is not valid UTF-8 (byte {exc.start}).") from None
+    if not text.strip():
+        raise RequestInvalid("The body is empty; send a JSON object.")
+    try:
+        value = json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise RequestInvalid(f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise RequestInvalid(f"The body must be a JSON object, not a JSON {type(value).__name__}.")
+    return value
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body as a dict (OAuth endpoints)."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        raw = await read_body(request, MAX_JSON)
+    except PayloadTooLarge:
+        raise OAuthError("invalid_request", "The request body is too large.") from None
+    if ctype not in ("application/x-www-form-urlencoded", ""):
+        raise OAuthError(
+            "invalid_request", "Send the parameters as application/x-www-form-urlencoded."
+        )
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "The form body is not valid UTF-8.") from None
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields and fields[key] != value:
+            raise OAuthError("invalid_request", f"The parameter {key} is repeated.")
+        fields[key] = value
+    return fields
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthError(
+            "invalid_client", "The HTTP Basic credentials are malformed.", 401
+        ) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise OAuthError("invalid_client", "The HTTP Basic credentials are malformed.", 401)
+    # RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("The Authorization header must be 'Bearer TOKEN'.")
+        return token.strip()
+    query = request.query_params.get("accessRequestToken")
+    if query is not None:
+        scheme, _, token = query.strip().partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else query.strip()
+        return token or None
+    return None
+
+
+def origin(request: Request, public_url: str) -> str:
+    if public_url:
+        return public_url
+    return f"{request.url.scheme}://{request.url.netloc}"

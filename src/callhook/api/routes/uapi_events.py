@@ -1,0 +1,94 @@
+"""/uapi/extensions/{userId}/{extension}/phoneCallEvents[/{type}[/{id}]] (contract section 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from callhook.api.requests import bearer_token, json_object, origin
+from callhook.service import Principal, Service
+from callhook.wiring_types import AppState
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+BASE = "/uapi/extensions/{user}/{extension}/phoneCallEvents"
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.callhook
+    return state
+
+
+async def _principal(request: Request) -> tuple[Service, Principal, str]:
+    state = _state(request)
+    who = await state.service.authenticate(bearer_token(request))
+    return state.service, who, origin(request, state.public_url)
+
+
+def _parts(request: Request) -> tuple[str, str, str | None, str | None]:
+    p = request.path_params
+    return p["user"], p["extension"], p.get("type"), p.get("id")
+
+
+async def list_events(request: Request) -> Response:
+    service, who, base = await _principal(request)
+    user, ext, etype, eid = _parts(request)
+    body = await service.list_events(
+        who,
+        user,
+        ext,
+        etype,
+        eid,
+        request.query_params.multi_items(),
+        base,
+        request.url.path.rstrip("/"),
+    )
+    return JSONResponse(body)
+
+
+async def create_event(request: Request) -> Response:
+    service, who, base = await _principal(request)
+    user, ext, etype, _ = _parts(request)
+    # the path (who, which extension) is checked before the body, as each names a different error
+    await service.check_target(who, user, ext)
+    payload = await json_object(request)
+    created = await service.create_event(who, user, ext, payload, etype, base)
+    return JSONResponse(created, status_code=201, headers={"Location": created["links"]["self"]})
+
+
+async def update_event(request: Request) -> Response:
+    service, who, base = await _principal(request)
+    user, ext, etype, eid = _parts(request)
+    assert etype is not None
+    assert eid is not None
+    await service.check_target(who, user, ext)
+    payload = await json_object(request)
+    updated = await service.update_event(who, user, ext, etype, eid, payload, base)
+    return JSONResponse(updated)
+
+
+async def delete_events(request: Request) -> Response:
+    service, who, base = await _principal(request)
+    user, ext, etype, eid = _parts(request)
+    deleted = await service.delete_events(who, user, ext, etype, eid, base)
+    return JSONResponse(deleted)
+
+
+def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
+    """One route per path, so a wrong method gets 405 with the full Allow list."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
+routes = [
+    _route(BASE, {"GET": list_events, "POST": create_event, "DELETE": delete_events}),
+    _route(BASE + "/{type}", {"GET": list_events, "POST": create_event, "DELETE": delete_events}),
+    _route(
+        BASE + "/{type}/{id}", {"GET": list_events, "PUT": update_event, "DELETE": delete_events}
+    ),
+]

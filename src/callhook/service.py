@@ -1,0 +1,316 @@
+"""Use cases the edges call: authentication, OAuth tokens and PhoneCallEvents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from callhook import crypto
+from callhook.domain import listing
+from callhook.domain.accounts import (
+    Account,
+    Extension,
+    UserRefKind,
+    may_manage,
+    parse_extension,
+    parse_user_ref,
+)
+from callhook.domain.phone_call_events import (
+    FIELDS,
+    EventType,
+    PhoneCallEvent,
+    apply_update,
+    check_event_id,
+    new_event_id,
+    parse_type,
+    render,
+    validate_create,
+    validate_update,
+)
+from callhook.errors import (
+    AccessDenied,
+    EventIdInvalid,
+    ExtensionInvalid,
+    OAuthError,
+    Unauthenticated,
+    UserInvalid,
+)
+from callhook.store import credentials, directory, events
+
+GRANT_TYPES = ("client_credentials",)
+API_TYPES = ("unifiedapi", "systemapi")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the account an access token acts as."""
+
+    account: Account
+    app_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An extension addressed in a UAPI path, with the userId form the client used."""
+
+    extension: Extension
+    user_text: str
+
+    def base(self, origin: str) -> str:
+        return (
+            f"{origin}/uapi/extensions/{self.user_text}/{self.extension.extended}/phoneCallEvents"
+        )
+
+
+class Service:
+    def __init__(
+        self, engine: AsyncEngine, *, token_ttl: int = 3600, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.engine = engine
+        self.token_ttl = token_ttl
+        self.clock = clock
+
+    # --- OAuth 2.0 -------------------------------------------------------------------------
+
+    async def _client(self, conn: AsyncConnection, client_id: str, secret: str) -> credentials.App:
+        app = await credentials.get_app(conn, client_id)
+        # verify against a dummy hash too, so unknown ids take as long as wrong secrets
+        ok = await asyncio.to_thread(
+            crypto.verify_secret, app.secret_hash if app else _DUMMY_HASH, secret
+        )
+        if app is None or not ok:
+            raise OAuthError("invalid_client", "Unknown client_id or wrong client_secret.", 401)
+        return app
+
+    async def issue_token(
+        self, form: Mapping[str, str], basic: tuple[str, str] | None
+    ) -> dict[str, Any]:
+        grant = form.get("grant_type", "")
+        if not grant:
+            raise OAuthError("invalid_request", "grant_type is required (client_credentials).")
+        if grant not in GRANT_TYPES:
+            raise OAuthError(
+                "unsupported_grant_type",
+                f"grant_type {grant!r} is not supported; use client_credentials.",
+            )
+        api_type = form.get("type", "unifiedapi") or "unifiedapi"
+        if api_type not in API_TYPES:
+            raise OAuthError("invalid_request", "type must be unifiedapi or systemapi.")
+        client_id, secret = client_credentials(form, basic)
+        now = self.clock()
+        token = crypto.new_token()
+        async with self.engine.begin() as conn:
+            app = await self._client(conn, client_id, secret)
+            await credentials.insert_token(
+                conn,
+                token_hash=crypto.hash_token(token),
+                app=app,
+                scope=api_type,
+                expires_at=now + timedelta(seconds=self.token_ttl),
+                now=now,
+            )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.token_ttl,
+            "scope": api_type,
+        }
+
+    async def revoke_token(self, form: Mapping[str, str], basic: tuple[str, str] | None) -> None:
+        token = form.get("token", "")
+        if not token:
+            raise OAuthError("invalid_request", "token is required.")
+        client_id, secret = client_credentials(form, basic)
+        async with self.engine.begin() as conn:
+            app = await self._client(conn, client_id, secret)
+            # RFC 7009: an unknown token, or one of another client, is not an error
+            await credentials.revoke_token(conn, crypto.hash_token(token), app.id)
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthenticated(
+                "An access token is required: send 'Authorization: Bearer TOKEN' "
+                "(get one from POST /oauth/token.php)."
+            )
+        async with self.engine.connect() as conn:
+            found = await credentials.find_token(conn, crypto.hash_token(token))
+        if found is None:
+            raise Unauthenticated("The access token is unknown.")
+        record, account = found
+        if record.revoked:
+            raise Unauthenticated("The access token has been revoked.")
+        if record.expires_at <= self.clock():
+            raise Unauthenticated("The access token has expired; request a new one.")
+        return Principal(account=account, app_id=record.app_id)
+
+    # --- PhoneCallEvents -----------------------------------------------------------------------
+
+    async def _target(
+        self, conn: AsyncConnection, who: Principal, user_text: str, ext_text: str
+    ) -> Target:
+        user_ref = parse_user_ref(user_text)
+        ext_ref = parse_extension(ext_text)
+        context = who.account
+        if user_ref.kind is UserRefKind.ID:
+            assert user_ref.account_id is not None
+            named = await directory.get_account(conn, user_ref.account_id)
+            if named is None:
+                raise UserInvalid(f"There is no account with id {user_ref.account_id}.")
+            if not may_manage(who.account, named):
+                raise AccessDenied(f"Account {named.id} is outside your account's subtree.")
+            context = named
+        if ext_ref.org_code is not None:
+            ext = await directory.find_extension(conn, ext_ref.org_code, ext_ref.short)
+        else:
+            org_id = context.organization_id()
+            if org_id is None:
+                raise ExtensionInvalid(
+                    f"The short number {ext_ref.short} needs an organization to resolve in; "
+                    "use the extended form ORG*NUMBER, e.g. 0003*210."
+                )
+            ext = await directory.find_extension_in_org(conn, org_id, ext_ref.short)
+        if ext is None:
+            raise ExtensionInvalid(f"There is no extension {ext_text}.")
+        if user_ref.kind is UserRefKind.ID and not may_manage(context, ext.owner):
+            raise ExtensionInvalid(
+                f"Extension {ext.extended} does not belong to account {context.id}."
+            )
+        if not may_manage(who.account, ext.owner):
+            raise AccessDenied(f"You may not manage the events of extension {ext.extended}.")
+        if not ext.type.takes_events:
+            raise ExtensionInvalid(
+                f"Extension {ext.extended} is a {ext.type.value} extension, which takes no events."
+            )
+        return Target(extension=ext, user_text=user_text)
+
+    async def check_target(self, who: Principal, user_text: str, ext_text: str) -> None:
+        """Raise the error a request for this userId and extension gets, if any."""
+        async with self.engine.connect() as conn:
+            await self._target(conn, who, user_text, ext_text)
+
+    @staticmethod
+    def _render(target: Target, origin: str, event: PhoneCallEvent) -> dict[str, Any]:
+        link = f"{target.base(origin)}/{event.type.value}/{event.id}"
+        return render(event, link)
+
+    async def create_event(
+        self,
+        who: Principal,
+        user_text: str,
+        ext_text: str,
+        body: Mapping[str, Any],
+        path_type: str | None,
+        origin: str,
+    ) -> dict[str, Any]:
+        async with self.engine.begin() as conn:
+            target = await self._target(conn, who, user_text, ext_text)
+            fields = validate_create(body, path_type)
+            event = PhoneCallEvent(
+                id=new_event_id(),
+                extension_id=target.extension.id,
+                type=fields.type,
+                method=fields.method,
+                url=fields.url,
+                status=fields.status,
+                note=fields.note,
+                modified=self.clock(),
+            )
+            await events.insert_event(conn, event)
+        return self._render(target, origin, event)
+
+    async def _select(
+        self, conn: AsyncConnection, target: Target, path_type: str | None, event_id: str | None
+    ) -> list[PhoneCallEvent]:
+        etype: EventType | None = parse_type(path_type) if path_type is not None else None
+        if event_id is not None:
+            check_event_id(event_id)
+        found = await events.find_events(conn, target.extension.id, etype, event_id)
+        if event_id is not None and not found:
+            raise EventIdInvalid(
+                f"There is no PhoneCallEvent {event_id} of type {path_type} on extension "
+                f"{target.extension.extended}."
+            )
+        return found
+
+    async def list_events(
+        self,
+        who: Principal,
+        user_text: str,
+        ext_text: str,
+        path_type: str | None,
+        event_id: str | None,
+        params: Sequence[tuple[str, str]],
+        origin: str,
+        request_path: str,
+    ) -> dict[str, Any]:
+        query = listing.parse_query(dict(params), FIELDS)
+        async with self.engine.connect() as conn:
+            target = await self._target(conn, who, user_text, ext_text)
+            found = await self._select(conn, target, path_type, event_id)
+        records = [self._render(target, origin, e) for e in found]
+        page = listing.paginate(records, query)
+        return listing.render_page(page, origin + request_path, params, query.count)
+
+    async def update_event(
+        self,
+        who: Principal,
+        user_text: str,
+        ext_text: str,
+        path_type: str,
+        event_id: str,
+        body: Mapping[str, Any],
+        origin: str,
+    ) -> dict[str, Any]:
+        async with self.engine.begin() as conn:
+            target = await self._target(conn, who, user_text, ext_text)
+            (current,) = await self._select(conn, target, path_type, event_id)
+            changes = validate_update(body, current.type)
+            updated = apply_update(current, changes, self.clock())
+            await events.save_event(conn, updated)
+        return self._render(target, origin, updated)
+
+    async def delete_events(
+        self,
+        who: Principal,
+        user_text: str,
+        ext_text: str,
+        path_type: str | None,
+        event_id: str | None,
+        origin: str,
+    ) -> list[dict[str, Any]]:
+        async with self.engine.begin() as conn:
+            target = await self._target(conn, who, user_text, ext_text)
+            found = await self._select(conn, target, path_type, event_id)
+            await events.delete_events(conn, [e.id for e in found])
+        return [self._render(target, origin, e) for e in found]
+
+
+def client_credentials(form: Mapping[str, str], basic: tuple[str, str] | None) -> tuple[str, str]:
+    """The client's id and secret from HTTP Basic or the form (RFC 6749 section 2.3.1)."""
+    form_id, form_secret = form.get("client_id", ""), form.get("client_secret", "")
+    if basic is not None:
+        if form_secret and (form_id, form_secret) != basic:
+            raise OAuthError(
+                "invalid_request", "Send client credentials either in HTTP Basic or in the form."
+            )
+        return basic
+    if not form_id or not form_secret:
+        raise OAuthError(
+            "invalid_client",
+            "Client authentication is required: client_id and client_secret in the form, "
+            "or HTTP Basic.",
+            401,
+        )
+    return form_id, form_secret
+
+
+_DUMMY_HASH = crypto.hash_secret("callhook-dummy-secret")

@@ -1,0 +1,156 @@
+"""Queries for apps (OAuth clients) and their access tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from callhook.domain.accounts import Account, AccountKind
+from callhook.store.directory import find_accounts
+from callhook.store.tables import accounts, apps, tokens
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: int
+    client_id: str
+    secret_hash: str
+    account_id: int
+    name: str
+    redirect_uri: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    app_id: int
+    account_id: int
+    scope: str
+    expires_at: datetime
+    revoked: bool
+
+
+def _app(row: Any) -> App:
+    return App(
+        row.id,
+        row.client_id,
+        row.secret_hash,
+        row.account_id,
+        row.name,
+        row.redirect_uri,
+        row.created,
+    )
+
+
+async def insert_app(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    secret_hash: str,
+    account: Account,
+    name: str,
+    redirect_uri: str,
+    now: datetime,
+) -> App:
+    result = await conn.execute(
+        insert(apps).values(
+            client_id=client_id,
+            secret_hash=secret_hash,
+            account_id=account.id,
+            name=name,
+            redirect_uri=redirect_uri,
+            created=now,
+        )
+    )
+    new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    return App(new_id, client_id, secret_hash, account.id, name, redirect_uri, now)
+
+
+async def get_app(conn: AsyncConnection, client_id: str) -> App | None:
+    row = (await conn.execute(select(apps).where(apps.c.client_id == client_id))).first()
+    return _app(row) if row else None
+
+
+async def list_apps(conn: AsyncConnection, under: Account | None = None) -> list[App]:
+    query = select(apps).order_by(apps.c.id)
+    if under is not None:
+        ids = [a.id for a in await find_accounts(conn, under=under)]
+        query = query.where(apps.c.account_id.in_(ids))
+    return [_app(r) for r in await conn.execute(query)]
+
+
+async def set_app_secret(conn: AsyncConnection, app_id: int, secret_hash: str) -> None:
+    await conn.execute(update(apps).where(apps.c.id == app_id).values(secret_hash=secret_hash))
+    await conn.execute(update(tokens).where(tokens.c.app_id == app_id).values(revoked=True))
+
+
+async def delete_app(conn: AsyncConnection, app_id: int) -> None:
+    await conn.execute(delete(apps).where(apps.c.id == app_id))
+
+
+async def insert_token(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    app: App,
+    scope: str,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(tokens).values(
+            token_hash=token_hash,
+            app_id=app.id,
+            account_id=app.account_id,
+            scope=scope,
+            expires_at=expires_at,
+            revoked=False,
+            created=now,
+        )
+    )
+
+
+async def find_token(conn: AsyncConnection, token_hash: str) -> tuple[TokenRecord, Account] | None:
+    """The token and its account, found by the token's hash (one indexed lookup)."""
+    query = (
+        select(
+            tokens,
+            accounts.c.kind,
+            accounts.c.name,
+            accounts.c.parent_id,
+            accounts.c.path,
+            accounts.c.org_code,
+        )
+        .select_from(tokens.join(accounts, accounts.c.id == tokens.c.account_id))
+        .where(tokens.c.token_hash == token_hash)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    record = TokenRecord(row.app_id, row.account_id, row.scope, row.expires_at, row.revoked)
+    account = Account(
+        id=row.account_id,
+        kind=AccountKind(row.kind),
+        name=row.name,
+        parent_id=row.parent_id,
+        path=row.path,
+        org_code=row.org_code,
+    )
+    return record, account
+
+
+async def revoke_token(conn: AsyncConnection, token_hash: str, app_id: int) -> bool:
+    result = await conn.execute(
+        update(tokens)
+        .where(tokens.c.token_hash == token_hash, tokens.c.app_id == app_id)
+        .values(revoked=True)
+    )
+    return bool(result.rowcount)
+
+
+async def purge_expired_tokens(conn: AsyncConnection, now: datetime) -> None:
+    await conn.execute(delete(tokens).where(tokens.c.expires_at < now))

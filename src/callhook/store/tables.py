@@ -1,0 +1,127 @@
+"""The schema, declared once. Alembic migrations must produce exactly this (a test checks)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to UTCDateTime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("parent_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True),
+    Column("path", String(200), nullable=False, index=True),
+    Column("org_code", Integer, nullable=True, unique=True),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+extensions = Table(
+    "extensions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "owner_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("number", String(12), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    UniqueConstraint("org_id", "number", name="uq_extensions_org_id_number"),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("secret_hash", String(200), nullable=False),
+    Column(
+        "account_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("name", String(200), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False, server_default=""),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("app_id", Id, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("account_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("scope", String(100), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+phone_call_events = Table(
+    "phone_call_events",
+    metadata,
+    Column("id", String(30), primary_key=True),
+    Column("extension_id", Id, ForeignKey("extensions.id", ondelete="CASCADE"), nullable=False),
+    Column("type", SmallInteger, nullable=False),
+    Column("method", SmallInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("modified", UTCDateTime, nullable=False),
+    Index("ix_phone_call_events_extension_type", "extension_id", "type"),
+)

@@ -1,0 +1,48 @@
+"""Composition root: builds the store, services and the ASGI app from Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
+
+from callhook.api.app import create_app
+from callhook.config import Settings
+from callhook.provisioning import Provisioning
+from callhook.service import Service
+from callhook.store import migrate
+from callhook.store.database import create_engine, describe
+from callhook.wiring_types import AppState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: AsyncEngine
+    service: Service
+    provisioning: Provisioning
+    app: ASGIApp
+
+
+def build(settings: Settings) -> Components:
+    engine = create_engine(settings.effective_database_url)
+    service = Service(engine, token_ttl=settings.token_ttl)
+    app = create_app(AppState(service=service, public_url=settings.public_url))
+    return Components(settings, engine, service, Provisioning(engine), app)
+
+
+async def prepare_database(components: Components) -> tuple[str | None, str]:
+    """Apply pending migrations; returns (revision before, revision after)."""
+    before, after = await migrate.upgrade(components.engine)
+    if before != after:
+        log.info(
+            "database migrated url=%s from=%s to=%s",
+            describe(components.settings.effective_database_url),
+            before,
+            after,
+        )
+    return before, after
