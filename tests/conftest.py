@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,21 +45,63 @@ def engine_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def world_templates() -> dict[str, tuple[str, World]]:
+    """Per engine: a database holding the test World (built once), and the World itself."""
+    return {}
+
+
+def _world_template(
+    engine_name: str,
+    templates: SqliteTemplates | PostgresTemplates,
+    cache: dict[str, tuple[str, World]],
+) -> tuple[str, World]:
+    if engine_name not in cache:
+        url = templates.clone()
+
+        async def seed() -> World:
+            built = build(Settings(database_url=url))
+            try:
+                seeded = await build_world(built.provisioning)
+                for who, new in seeded.apps.items():
+                    issued = await built.service.issue_token(
+                        {"grant_type": "client_credentials"},
+                        (new.app.client_id, new.client_secret),
+                    )
+                    seeded._tokens[who] = issued["access_token"]
+                return seeded
+            finally:
+                await built.engine.dispose()
+
+        cache[engine_name] = (url, asyncio.run(seed()))
+    return cache[engine_name]
+
+
 @pytest.fixture
 def database_url(
+    request: pytest.FixtureRequest,
     engine_name: str,
     sqlite_templates: SqliteTemplates,
     postgres_templates: PostgresTemplates | None,
+    world_templates: dict[str, tuple[str, World]],
 ) -> Iterator[str]:
-    """A freshly migrated, empty database on the engine under test."""
+    """A freshly migrated database on the engine under test: empty, or holding the World when
+    the test also asks for the ``world`` fixture (cloned from a template, so it is cheap)."""
+    templates: SqliteTemplates | PostgresTemplates
     if engine_name == "sqlite":
-        yield sqlite_templates.clone()
-        return
-    if postgres_templates is None:
+        templates = sqlite_templates
+    elif postgres_templates is None:
         pytest.skip("PostgreSQL tests need CALLHOOK_TEST_POSTGRES_URL")
-    url = postgres_templates.clone()
+    else:
+        templates = postgres_templates
+    if "world" in request.fixturenames:
+        source, _ = _world_template(engine_name, templates, world_templates)
+        url = templates.clone(source)
+    else:
+        url = templates.clone()
     yield url
-    postgres_templates.drop(url)
+    if isinstance(templates, PostgresTemplates):
+        templates.drop(url)
 
 
 @pytest.fixture
@@ -115,7 +158,9 @@ async def build_world(prov: Provisioning) -> World:
     acc["admin"] = (await prov.list_accounts(AccountKind.ADMIN))[0]
     world.apps["admin"] = boot
     acc["sp"] = await prov.create_account(AccountKind.SERVICE_PROVIDER, "Acme Telecom")
-    acc["org"] = await prov.create_account(AccountKind.ORGANIZATION, "Example Corp", acc["sp"].id, 3)
+    acc["org"] = await prov.create_account(
+        AccountKind.ORGANIZATION, "Example Corp", acc["sp"].id, 3
+    )
     acc["alice"] = await prov.create_account(AccountKind.USER, "Alice", acc["org"].id)
     acc["bob"] = await prov.create_account(AccountKind.USER, "Bob", acc["org"].id)
     acc["org4"] = await prov.create_account(AccountKind.ORGANIZATION, "Other Corp", acc["sp"].id, 4)
@@ -131,10 +176,17 @@ async def build_world(prov: Provisioning) -> World:
 
 
 @pytest.fixture
-async def world(components: Components, client: httpx.AsyncClient) -> World:
-    built = await build_world(components.provisioning)
-    built.client = client
-    return built
+def world(
+    engine_name: str, world_templates: dict[str, tuple[str, World]], client: httpx.AsyncClient
+) -> World:
+    """The World of tests/conftest.py, already in the test's database (see ``database_url``)."""
+    _, template = world_templates[engine_name]
+    return World(
+        accounts=dict(template.accounts),
+        apps=dict(template.apps),
+        client=client,
+        _tokens=dict(template._tokens),
+    )
 
 
 def error_of(response: httpx.Response) -> tuple[int, str]:

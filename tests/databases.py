@@ -34,7 +34,9 @@ def postgres_admin_url() -> str | None:
 def require_postgres() -> str:
     url = postgres_admin_url()
     if url is None:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1/test)")
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
     return url
 
 
@@ -77,9 +79,11 @@ class PostgresTemplates:
         self.created.append(name)
         return with_database(self.admin_url, name)
 
-    def clone(self) -> str:
+    def clone(self, source_url: str | None = None) -> str:
+        """A new database copied from the migrated template (or from ``source_url``)."""
+        source = make_url(source_url).database if source_url else self.template
         name = f"callhook_t_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        asyncio.run(_admin(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
         self.created.append(name)
         return with_database(self.admin_url, name)
 
@@ -108,9 +112,11 @@ class SqliteTemplates:
 
         asyncio.run(run())
 
-    def clone(self) -> str:
+    def clone(self, source_url: str | None = None) -> str:
+        """A new database file copied from the migrated template (or from ``source_url``)."""
+        source = Path(make_url(source_url).database or "") if source_url else self.template
         target = self.root / f"{uuid.uuid4().hex[:12]}.db"
-        shutil.copyfile(self.template, target)
+        shutil.copyfile(source, target)
         return f"sqlite+aiosqlite:///{target}"
 
     def empty(self) -> str:

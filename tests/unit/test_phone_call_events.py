@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from callhook.domain.phone_call_events import (
+    EventType,
+    PhoneCallEvent,
+    apply_update,
+    check_url,
+    new_event_id,
+    render,
+    validate_create,
+    validate_update,
+)
+from callhook.errors import ServiceError
+
+URL = "https://crm.example.com/hook"
+
+
+def code_of(call: Any, *args: Any) -> str:
+    with pytest.raises(ServiceError) as info:
+        call(*args)
+    return info.value.code
+
+
+def test_numbers_may_be_strings_and_defaults_apply() -> None:
+    fields = validate_create({"type": "2", "url": URL}, None)
+    assert (fields.type, fields.method, fields.status, fields.note) == (EventType.HANGUP, 0, 1, "")
+    fields = validate_create({"type": 4, "method": "1", "status": 0, "url": URL, "note": "n"}, None)
+    assert (fields.type, fields.method, fields.status, fields.note) == (
+        EventType.ANSWER_OUT,
+        1,
+        0,
+        "n",
+    )
+
+
+@pytest.mark.parametrize("value", [True, False, 1.0, "01", " 1", "", None, [], {}, -1, 10])
+def test_type_values_refused(value: object) -> None:
+    assert code_of(validate_create, {"type": value, "url": URL}, None) == "pcet_type_invalid"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com",
+        "http://127.0.0.1:8080/a?b=c&d=%20",
+        "https://user:pw@example.com/x#frag",
+        "https://[::1]:9000/",
+        "HTTPS://EXAMPLE.COM/",
+    ],
+)
+def test_urls_accepted(url: str) -> None:
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "example.com/path",
+        "mailto:a@example.com",
+        "https://example.com/ space",
+        "https://example.com/\u00e9",
+        "https://example.com/%g1",
+        "https://example.com:99999/",
+        "https://example.com:0/",
+        "https://[::1/",
+        "http://",
+        "https://example.com/" + "x" * 2048,
+    ],
+)
+def test_urls_refused(url: str) -> None:
+    assert code_of(check_url, url) == "pce_url_invalid"
+
+
+def test_update_changes_only_given_fields() -> None:
+    event = PhoneCallEvent(
+        "a" * 30, 1, EventType.DIAL_IN, 0, URL, 1, "n", datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    changes = validate_update({"status": "0", "type": "0", "id": "x"}, EventType.DIAL_IN)
+    assert changes == {"status": 0}
+    now = datetime(2026, 11, 27, 18, 16, 12, 999, tzinfo=UTC)
+    updated = apply_update(event, changes, now)
+    assert (updated.status, updated.url, updated.modified) == (0, URL, now)
+    rendered = render(updated, "https://h/x")
+    assert rendered["modified"] == "2026-11-27T18:16:12+00:00"
+    assert rendered["status"] == "0"
+    assert code_of(validate_update, {"type": 1}, EventType.DIAL_IN) == "pce_type_invalid"
+
+
+def test_ids_are_30_alphanumerics_from_the_given_randomness() -> None:
+    rng = random.Random(7)
+    first = new_event_id(rng.choice)
+    assert len(first) == 30
+    assert first.isalnum()
+    assert new_event_id(random.Random(7).choice) == first
