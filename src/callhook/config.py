@@ -24,6 +24,7 @@ SETTINGS_DOC: dict[str, str] = {
     "CALLHOOK_PUBLIC_URL": "base URL used in links.self/next/prev instead of the request's host",
     "CALLHOOK_TOKEN_TTL": "lifetime of OAuth access tokens in seconds",
     "CALLHOOK_LOG_LEVEL": "logging level: DEBUG, INFO, WARNING or ERROR",
+    "CALLHOOK_RATE_LIMIT": "UAPI requests per second allowed per app (bursts of 10x); 0 disables",
 }
 
 
@@ -51,6 +52,7 @@ class Settings:
     public_url: str = ""
     token_ttl: int = 3600
     log_level: str = "INFO"
+    rate_limit: int = 50
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -92,6 +94,7 @@ class Settings:
             public_url=public_url,
             token_ttl=_int(env, "CALLHOOK_TOKEN_TTL", 3600, 60, 86400 * 30),
             log_level=level,
+            rate_limit=_int(env, "CALLHOOK_RATE_LIMIT", 50, 0, 1_000_000),
             extra={k: env[k] for k in unknown},
         )
 

@@ -57,8 +57,18 @@ PayloadTooLarge = _err(
 Unauthenticated = _err("Unauthenticated", 401, "access_denied", "A valid access token is required.")
 RouteNotFound = _err("RouteNotFound", 404, "not_found", "No such resource.")
 MethodNotAllowed = _err("MethodNotAllowed", 405, "method_not_allowed", "Method not allowed here.")
-RateLimited = _err("RateLimited", 429, "rate_limited", "Too many requests.")
 InternalError = _err("InternalError", 500, "internal_server_error", "Internal server error.")
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests."
+
+    def __init__(self, message: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 # Listing (contract section 4)
 CountInvalid = _err(

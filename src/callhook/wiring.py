@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from callhook.api.app import create_app
 from callhook.config import Settings
+from callhook.domain.rate_limit import RateLimiter
 from callhook.provisioning import Provisioning
 from callhook.service import Service
 from callhook.store import migrate
@@ -31,7 +32,8 @@ class Components:
 def build(settings: Settings) -> Components:
     engine = create_engine(settings.effective_database_url)
     service = Service(engine, token_ttl=settings.token_ttl)
-    app = create_app(AppState(service=service, public_url=settings.public_url))
+    limiter = RateLimiter(settings.rate_limit, burst=settings.rate_limit * 10)
+    app = create_app(AppState(service=service, public_url=settings.public_url, limiter=limiter))
     return Components(settings, engine, service, Provisioning(engine), app)
 
 

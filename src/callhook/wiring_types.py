@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from callhook.domain.rate_limit import RateLimiter
 from callhook.service import Service
 
 
@@ -11,3 +12,4 @@ from callhook.service import Service
 class AppState:
     service: Service
     public_url: str = ""
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))

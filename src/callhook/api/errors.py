@@ -13,6 +13,7 @@ from callhook.errors import (
     InternalError,
     MethodNotAllowed,
     OAuthError,
+    RateLimited,
     RequestInvalid,
     RouteNotFound,
     ServiceError,
@@ -29,8 +30,8 @@ def error_response(error: ServiceError, headers: dict[str, str] | None = None) -
         headers["WWW-Authenticate"] = 'Bearer realm="callhook"'
         if error.message != error.default_message:
             headers["WWW-Authenticate"] += ', error="invalid_token"'
-    if error.status == 429:
-        headers.setdefault("Retry-After", "1")
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(
         {"error": {"code": error.code, "message": error.message}},
         status_code=error.status,

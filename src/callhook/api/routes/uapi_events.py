@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -9,6 +10,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callhook.api.requests import bearer_token, json_object, origin
+from callhook.domain.rate_limit import retry_after_seconds
+from callhook.errors import RateLimited
 from callhook.service import Principal, Service
 from callhook.wiring_types import AppState
 
@@ -24,6 +27,11 @@ def _state(request: Request) -> AppState:
 async def _principal(request: Request) -> tuple[Service, Principal, str]:
     state = _state(request)
     who = await state.service.authenticate(bearer_token(request))
+    wait = state.limiter.check(who.app_id, time.monotonic())
+    if wait:
+        raise RateLimited(
+            f"This app made too many requests; retry in {wait:.1f} s.", retry_after_seconds(wait)
+        )
     return state.service, who, origin(request, state.public_url)
 
 

@@ -1,0 +1,48 @@
+"""Rate limits and unexpected failures answer with their documented codes, never a trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from callhook.config import Settings
+from callhook.wiring import Components, build
+from tests.conftest import World, error_of
+
+LIST = "/uapi/extensions/@me/0003*210/phoneCallEvents"
+
+
+async def test_rate_limit_answers_429_with_retry_after(
+    world: World, database_url: str, tmp_path: Path
+) -> None:
+    limited = build(Settings(data_dir=tmp_path, database_url=database_url, rate_limit=1))
+    transport = httpx.ASGITransport(app=limited.app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://h") as client:
+            headers = await world.auth("org")
+            statuses = [(await client.get(LIST, headers=headers)).status_code for _ in range(11)]
+            assert statuses[:10] == [200] * 10  # a burst of ten
+            response = await client.get(LIST, headers=headers)
+            assert error_of(response) == (429, "rate_limited")
+            assert int(response.headers["retry-after"]) >= 1
+            # another app has its own allowance
+            other = await client.get(LIST, headers=await world.auth("alice"))
+            assert other.status_code == 200
+    finally:
+        await limited.engine.dispose()
+
+
+async def test_unexpected_errors_are_500_without_details(
+    client: httpx.AsyncClient, world: World, components: Components
+) -> None:
+    headers = await world.auth("org")
+    async with components.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE phone_call_events"))
+    response = await client.get(LIST, headers=headers)
+    assert error_of(response) == (500, "internal_server_error")
+    message = response.json()["error"]["message"]
+    assert "request id" in message
+    assert "phone_call_events" not in response.text
+    assert "Traceback" not in response.text
