@@ -64,7 +64,7 @@ def _world_template(
             try:
                 seeded = await build_world(built.provisioning)
                 for who, new in seeded.apps.items():
-                    issued = await built.service.issue_token(
+                    issued = await built.oauth.issue_token(
                         {"grant_type": "client_credentials"},
                         (new.app.client_id, new.client_secret),
                     )

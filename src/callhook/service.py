@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -36,14 +35,10 @@ from callhook.errors import (
     AccessDenied,
     EventIdInvalid,
     ExtensionInvalid,
-    OAuthError,
     Unauthenticated,
     UserInvalid,
 )
 from callhook.store import credentials, directory, events
-
-GRANT_TYPES = ("client_credentials",)
-API_TYPES = ("unifiedapi", "systemapi")
 
 
 def utcnow() -> datetime:
@@ -72,68 +67,11 @@ class Target:
 
 
 class Service:
-    def __init__(
-        self, engine: AsyncEngine, *, token_ttl: int = 3600, clock: Callable[[], datetime] = utcnow
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
-        self.token_ttl = token_ttl
         self.clock = clock
 
-    # --- OAuth 2.0 -------------------------------------------------------------------------
-
-    async def _client(self, conn: AsyncConnection, client_id: str, secret: str) -> credentials.App:
-        app = await credentials.get_app(conn, client_id)
-        # verify against a dummy hash too, so unknown ids take as long as wrong secrets
-        ok = await asyncio.to_thread(
-            crypto.verify_secret, app.secret_hash if app else _DUMMY_HASH, secret
-        )
-        if app is None or not ok:
-            raise OAuthError("invalid_client", "Unknown client_id or wrong client_secret.", 401)
-        return app
-
-    async def issue_token(
-        self, form: Mapping[str, str], basic: tuple[str, str] | None
-    ) -> dict[str, Any]:
-        grant = form.get("grant_type", "")
-        if not grant:
-            raise OAuthError("invalid_request", "grant_type is required (client_credentials).")
-        if grant not in GRANT_TYPES:
-            raise OAuthError(
-                "unsupported_grant_type",
-                f"grant_type {grant!r} is not supported; use client_credentials.",
-            )
-        api_type = form.get("type", "unifiedapi") or "unifiedapi"
-        if api_type not in API_TYPES:
-            raise OAuthError("invalid_request", "type must be unifiedapi or systemapi.")
-        client_id, secret = client_credentials(form, basic)
-        now = self.clock()
-        token = crypto.new_token()
-        async with self.engine.begin() as conn:
-            app = await self._client(conn, client_id, secret)
-            await credentials.insert_token(
-                conn,
-                token_hash=crypto.hash_token(token),
-                app=app,
-                scope=api_type,
-                expires_at=now + timedelta(seconds=self.token_ttl),
-                now=now,
-            )
-        return {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": self.token_ttl,
-            "scope": api_type,
-        }
-
-    async def revoke_token(self, form: Mapping[str, str], basic: tuple[str, str] | None) -> None:
-        token = form.get("token", "")
-        if not token:
-            raise OAuthError("invalid_request", "token is required.")
-        client_id, secret = client_credentials(form, basic)
-        async with self.engine.begin() as conn:
-            app = await self._client(conn, client_id, secret)
-            # RFC 7009: an unknown token, or one of another client, is not an error
-            await credentials.revoke_token(conn, crypto.hash_token(token), app.id)
+    # --- bearer tokens ------------------------------------------------------------------------
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -292,25 +230,3 @@ class Service:
             found = await self._select(conn, target, path_type, event_id)
             await events.delete_events(conn, [e.id for e in found])
         return [self._render(target, origin, e) for e in found]
-
-
-def client_credentials(form: Mapping[str, str], basic: tuple[str, str] | None) -> tuple[str, str]:
-    """The client's id and secret from HTTP Basic or the form (RFC 6749 section 2.3.1)."""
-    form_id, form_secret = form.get("client_id", ""), form.get("client_secret", "")
-    if basic is not None:
-        if form_secret and (form_id, form_secret) != basic:
-            raise OAuthError(
-                "invalid_request", "Send client credentials either in HTTP Basic or in the form."
-            )
-        return basic
-    if not form_id or not form_secret:
-        raise OAuthError(
-            "invalid_client",
-            "Client authentication is required: client_id and client_secret in the form, "
-            "or HTTP Basic.",
-            401,
-        )
-    return form_id, form_secret
-
-
-_DUMMY_HASH = crypto.hash_secret("callhook-dummy-secret")

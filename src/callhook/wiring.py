@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from callhook.api.app import create_app
 from callhook.config import Settings
 from callhook.domain.rate_limit import RateLimiter
+from callhook.oauth import OAuth
 from callhook.provisioning import Provisioning
 from callhook.service import Service
 from callhook.store import migrate
@@ -27,14 +28,23 @@ class Components:
     service: Service
     provisioning: Provisioning
     app: ASGIApp
+    oauth: OAuth
 
 
 def build(settings: Settings) -> Components:
     engine = create_engine(settings.effective_database_url)
-    service = Service(engine, token_ttl=settings.token_ttl)
+    service = Service(engine)
+    oauth = OAuth(engine, token_ttl=settings.token_ttl)
     limiter = RateLimiter(settings.rate_limit, burst=settings.rate_limit * 10)
-    app = create_app(AppState(service=service, public_url=settings.public_url, limiter=limiter))
-    return Components(settings, engine, service, Provisioning(engine), app)
+    state = AppState(service=service, oauth=oauth, public_url=settings.public_url, limiter=limiter)
+    return Components(
+        settings=settings,
+        engine=engine,
+        service=service,
+        provisioning=Provisioning(engine),
+        app=create_app(state),
+        oauth=oauth,
+    )
 
 
 async def prepare_database(components: Components) -> tuple[str | None, str]:

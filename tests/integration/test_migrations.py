@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from callhook.store import migrate
 from callhook.store.database import create_engine
@@ -46,5 +46,31 @@ async def test_migrations_match_the_declared_schema(empty_url: str) -> None:
             assert await conn.run_sync(_diff) == []
         # applying again is a no-op
         assert await migrate.upgrade(engine) == (after, after)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrading_keeps_existing_rows(empty_url: str) -> None:
+    """Each migration is applied to a database holding data from the one before."""
+    engine = create_engine(empty_url)
+    try:
+        await migrate.upgrade(engine, "0001")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO accounts (id, kind, name, path, created) "
+                    "VALUES (1, 'admin', 'A', '1', CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO apps (client_id, secret_hash, account_id, name, created) "
+                    "VALUES ('ch_keep_me_1', 'h', 1, 'app', CURRENT_TIMESTAMP)"
+                )
+            )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM apps"))).scalar_one() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM accounts"))).scalar_one() == 1
     finally:
         await engine.dispose()

@@ -6,7 +6,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callhook.api.errors import HANDLERS
-from callhook.api.routes import health, oauth, uapi_events
+from callhook.api.routes import health, oauth, oauth_authorize, uapi_events
 from callhook.wiring_types import AppState
 
 
@@ -30,7 +30,7 @@ class TrailingSlash:
 
 def create_app(state: AppState) -> ASGIApp:
     app = Starlette(
-        routes=[*uapi_events.routes, *oauth.routes, *health.routes],
+        routes=[*uapi_events.routes, *oauth.routes, *oauth_authorize.routes, *health.routes],
         exception_handlers=HANDLERS,
     )
     app.router.redirect_slashes = False

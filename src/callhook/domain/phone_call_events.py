@@ -124,6 +124,8 @@ def check_note(value: Any) -> str:
         raise NoteInvalid("note must be a string.")
     if len(value) > MAX_NOTE:
         raise NoteInvalid(f"note is {len(value)} characters long; the limit is {MAX_NOTE}.")
+    if "\x00" in value:
+        raise NoteInvalid("note must not contain the NUL character (U+0000).")
     return value
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callhook.domain.accounts import Account, AccountKind
 from callhook.store.directory import find_accounts
-from callhook.store.tables import accounts, apps, tokens
+from callhook.store.tables import accounts, apps, authorization_codes, tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +100,17 @@ async def insert_token(
     scope: str,
     expires_at: datetime,
     now: datetime,
+    account_id: int | None = None,
+    kind: str = "access",
 ) -> None:
+    """Store a token (only its hash); it acts as ``account_id``, by default the app's account."""
     await conn.execute(
         insert(tokens).values(
             token_hash=token_hash,
             app_id=app.id,
-            account_id=app.account_id,
+            account_id=account_id or app.account_id,
             scope=scope,
+            kind=kind,
             expires_at=expires_at,
             revoked=False,
             created=now,
@@ -114,19 +118,21 @@ async def insert_token(
     )
 
 
-async def find_token(conn: AsyncConnection, token_hash: str) -> tuple[TokenRecord, Account] | None:
+async def find_token(
+    conn: AsyncConnection, token_hash: str, kind: str = "access"
+) -> tuple[TokenRecord, Account] | None:
     """The token and its account, found by the token's hash (one indexed lookup)."""
     query = (
         select(
             tokens,
-            accounts.c.kind,
+            accounts.c.kind.label("account_kind"),
             accounts.c.name,
             accounts.c.parent_id,
             accounts.c.path,
             accounts.c.org_code,
         )
         .select_from(tokens.join(accounts, accounts.c.id == tokens.c.account_id))
-        .where(tokens.c.token_hash == token_hash)
+        .where(tokens.c.token_hash == token_hash, tokens.c.kind == kind)
     )
     row = (await conn.execute(query)).first()
     if row is None:
@@ -134,7 +140,7 @@ async def find_token(conn: AsyncConnection, token_hash: str) -> tuple[TokenRecor
     record = TokenRecord(row.app_id, row.account_id, row.scope, row.expires_at, row.revoked)
     account = Account(
         id=row.account_id,
-        kind=AccountKind(row.kind),
+        kind=AccountKind(row.account_kind),
         name=row.name,
         parent_id=row.parent_id,
         path=row.path,
@@ -154,3 +160,84 @@ async def revoke_token(conn: AsyncConnection, token_hash: str, app_id: int) -> b
 
 async def purge_expired_tokens(conn: AsyncConnection, now: datetime) -> None:
     await conn.execute(delete(tokens).where(tokens.c.expires_at < now))
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRecord:
+    app_id: int
+    account_id: int
+    redirect_uri: str
+    scope: str
+    expires_at: datetime
+
+
+async def insert_code(
+    conn: AsyncConnection,
+    *,
+    code_hash: str,
+    app: App,
+    account: Account,
+    redirect_uri: str,
+    scope: str,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(authorization_codes).values(
+            code_hash=code_hash,
+            app_id=app.id,
+            account_id=account.id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            expires_at=expires_at,
+            used=False,
+            created=now,
+        )
+    )
+
+
+async def take_code(conn: AsyncConnection, code_hash: str) -> CodeRecord | None:
+    """Mark an unused code used and return it; None if unknown or already used (single use)."""
+    claimed = await conn.execute(
+        update(authorization_codes)
+        .where(authorization_codes.c.code_hash == code_hash, authorization_codes.c.used.is_(False))
+        .values(used=True)
+    )
+    if not claimed.rowcount:
+        return None
+    row = (
+        await conn.execute(
+            select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
+        )
+    ).one()
+    return CodeRecord(row.app_id, row.account_id, row.redirect_uri, row.scope, row.expires_at)
+
+
+async def revoke_by_hash(conn: AsyncConnection, token_hash: str) -> None:
+    await conn.execute(update(tokens).where(tokens.c.token_hash == token_hash).values(revoked=True))
+
+
+async def find_sign_in(conn: AsyncConnection, login: str) -> tuple[Account, str] | None:
+    """The account that signs in with ``login``, and its password hash."""
+    row = (await conn.execute(select(accounts).where(accounts.c.login == login))).first()
+    if row is None or not row.password_hash:
+        return None
+    account = Account(
+        id=row.id,
+        kind=AccountKind(row.kind),
+        name=row.name,
+        parent_id=row.parent_id,
+        path=row.path,
+        org_code=row.org_code,
+    )
+    return account, str(row.password_hash)
+
+
+async def set_sign_in(
+    conn: AsyncConnection, account_id: int, login: str | None, password_hash: str | None
+) -> None:
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(login=login, password_hash=password_hash)
+    )

@@ -18,25 +18,26 @@ def alembic_config() -> Config:
     return cfg
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, target: str = "head") -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, target)
 
 
 def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
-    """Bring the database to the newest schema; returns (revision before, revision after)."""
+async def upgrade(engine: AsyncEngine, target: str = "head") -> tuple[str | None, str]:
+    """Bring the database to ``target`` (the newest schema); returns (revision before, after)."""
     async with engine.begin() as conn:
         before = await conn.run_sync(_current)
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return before, head
+        await conn.run_sync(_upgrade, target)
+    async with engine.connect() as conn:
+        after = await conn.run_sync(_current)
+    assert after is not None
+    return before, after
 
 
 async def pending(engine: AsyncEngine) -> bool:

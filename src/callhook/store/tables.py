@@ -68,6 +68,10 @@ accounts = Table(
     Column("path", String(200), nullable=False, index=True),
     Column("org_code", Integer, nullable=True, unique=True),
     Column("created", UTCDateTime, nullable=False),
+    # sign-in for the OAuth authorization-code grant; both unset = the account cannot sign in
+    Column("login", String(100), nullable=True),
+    Column("password_hash", String(200), nullable=True),
+    Index("uq_accounts_login", "login", unique=True),
 )
 
 extensions = Table(
@@ -107,6 +111,8 @@ tokens = Table(
     Column("app_id", Id, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("account_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("scope", String(100), nullable=False),
+    #: "access" or "refresh"
+    Column("kind", String(10), nullable=False, server_default="access"),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked", Boolean, nullable=False, server_default=false()),
     Column("created", UTCDateTime, nullable=False),
@@ -124,4 +130,18 @@ phone_call_events = Table(
     Column("note", Text, nullable=False),
     Column("modified", UTCDateTime, nullable=False),
     Index("ix_phone_call_events_extension_type", "extension_id", "type"),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("app_id", Id, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column("account_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False),
+    Column("scope", String(100), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used", Boolean, nullable=False, server_default=false()),
+    Column("created", UTCDateTime, nullable=False),
 )

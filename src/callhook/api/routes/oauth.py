@@ -14,14 +14,14 @@ from callhook.wiring_types import AppState
 async def token(request: Request) -> Response:
     state: AppState = request.app.state.callhook
     form = await form_fields(request)
-    body = await state.service.issue_token(form, basic_credentials(request))
+    body = await state.oauth.issue_token(form, basic_credentials(request))
     return JSONResponse(body, headers=NO_STORE)
 
 
 async def revoke(request: Request) -> Response:
     state: AppState = request.app.state.callhook
     form = await form_fields(request)
-    await state.service.revoke_token(form, basic_credentials(request))
+    await state.oauth.revoke_token(form, basic_credentials(request))
     return JSONResponse({}, headers=NO_STORE)
 
 

@@ -88,7 +88,9 @@ def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
     """One route per path, so a wrong method gets 405 with the full Allow list."""
 
     async def dispatch(request: Request) -> Response:
-        return await handlers[request.method](request)
+        # Starlette adds HEAD to every GET route; the server drops the body of a HEAD answer
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
 
     return Route(path, dispatch, methods=list(handlers))
 
