@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook import crypto
+from callhook.directory_import import DirectoryFile
+from callhook.directory_import.apply import ImportResult, import_directory
 from callhook.domain.accounts import (
     SHORT_NUMBER,
     Account,
@@ -81,6 +83,11 @@ class Provisioning:
 
     async def _only_admin(self, conn: AsyncConnection) -> Account:
         admins = await directory.find_accounts(conn, kind=AccountKind.ADMIN)
+        if not admins:
+            raise RequestInvalid(
+                "There is no administrator yet; start `callhook serve` once, or create one "
+                "with `callhook admin administrator create NAME`."
+            )
         if len(admins) != 1:
             raise RequestInvalid(
                 "Name the parent administrator with --parent "
@@ -111,6 +118,28 @@ class Provisioning:
                     "pass --cascade to delete them all with their extensions and apps."
                 )
             await directory.delete_account(conn, account_id)
+        return account
+
+    async def set_sign_in(
+        self, account_id: int, login: str | None, password: str | None
+    ) -> Account:
+        """Let the account sign in (OAuth authorization-code grant); None and None removes it."""
+        if login is not None:
+            login = login.strip()
+            if not 1 <= len(login) <= 100 or not login.isprintable() or " " in login:
+                raise RequestInvalid("A login must be 1 to 100 printable characters, no spaces.")
+            if password is None or len(password) < 10:
+                raise RequestInvalid("A password must be at least 10 characters.")
+        async with self.engine.begin() as conn:
+            account = await directory.get_account(conn, account_id)
+            if account is None:
+                raise NotFound(f"There is no account with id {account_id}.")
+            if login is not None:
+                taken = await credentials.find_sign_in(conn, login)
+                if taken is not None and taken[0].id != account_id:
+                    raise Conflict(f"The login {login!r} is taken by account {taken[0].id}.")
+            digest = crypto.hash_secret(password) if login and password else None
+            await credentials.set_sign_in(conn, account_id, login, digest)
         return account
 
     # --- extensions ------------------------------------------------------------------------
@@ -268,3 +297,12 @@ class Provisioning:
                 now=self.clock(),
             )
             return await self.create_app_in(conn, admin.id, "bootstrap admin app")
+
+    # --- import ----------------------------------------------------------------------------
+
+    async def import_directory(
+        self, document: DirectoryFile, *, dry_run: bool = False
+    ) -> ImportResult:
+        """Make the database hold what ``document`` describes, in one transaction (never
+        deleting); see callhook.directory_import.apply."""
+        return await import_directory(self, document, dry_run=dry_run)

@@ -88,6 +88,12 @@ async def set_app_secret(conn: AsyncConnection, app_id: int, secret_hash: str) -
     await conn.execute(update(tokens).where(tokens.c.app_id == app_id).values(revoked=True))
 
 
+async def update_app(conn: AsyncConnection, app_id: int, name: str, redirect_uri: str) -> None:
+    await conn.execute(
+        update(apps).where(apps.c.id == app_id).values(name=name, redirect_uri=redirect_uri)
+    )
+
+
 async def delete_app(conn: AsyncConnection, app_id: int) -> None:
     await conn.execute(delete(apps).where(apps.c.id == app_id))
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import String, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -81,6 +81,24 @@ async def insert_account(
     path = f"{parent.path}/{new_id}" if parent else str(new_id)
     await conn.execute(update(accounts).where(accounts.c.id == new_id).values(path=path))
     return Account(new_id, kind, name, parent.id if parent else None, path, org_code)
+
+
+async def rename_account(conn: AsyncConnection, account_id: int, name: str) -> None:
+    await conn.execute(update(accounts).where(accounts.c.id == account_id).values(name=name))
+
+
+async def move_account(conn: AsyncConnection, account: Account, parent: Account) -> None:
+    """Put ``account`` (and its subtree) below ``parent``, rewriting the materialised paths."""
+    old, new = account.path, f"{parent.path}/{account.id}"
+    await conn.execute(
+        update(accounts).where(accounts.c.id == account.id).values(parent_id=parent.id)
+    )
+    tail = func.substr(accounts.c.path, len(old) + 1, type_=String)
+    await conn.execute(
+        update(accounts)
+        .where((accounts.c.path == old) | accounts.c.path.startswith(old + "/"))
+        .values(path=literal(new, String) + tail)
+    )
 
 
 async def next_org_code(conn: AsyncConnection) -> int:

@@ -1,0 +1,32 @@
+"""``callhook admin``: the directory (accounts, extensions, apps) from the command line."""
+
+from __future__ import annotations
+
+import click
+
+from callhook.cli import accounts
+from callhook.cli.apps import app
+from callhook.cli.extensions import extension
+from callhook.cli.importing import import_file
+
+
+@click.group()
+def admin() -> None:
+    """Manage accounts, extensions and apps.
+
+    The hierarchy is administrator > service provider > organization > user; extensions
+    belong to users and apps act as any account. Every command takes --json.
+    """
+
+
+for command in (
+    accounts.administrator,
+    accounts.service_provider,
+    accounts.organization,
+    accounts.user,
+    accounts.account,
+    extension,
+    app,
+    import_file,
+):
+    admin.add_command(command)
