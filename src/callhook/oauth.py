@@ -173,6 +173,8 @@ class OAuth:
     async def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
         """Validate what must be right before anything is shown or redirected (RFC 6749 4.1.2.1)."""
         client_id = params.get("client_id", "")
+        if "\x00" in client_id:
+            raise AuthorizeError("Unknown or missing client_id.")
         async with self.engine.connect() as conn:
             app = await credentials.get_app(conn, client_id) if client_id else None
         if app is None:

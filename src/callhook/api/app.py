@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from callhook.api.errors import HANDLERS
+from callhook.api.errors import HANDLERS, CatchAll
 from callhook.api.routes import health, oauth, oauth_authorize, uapi_events
 from callhook.wiring_types import AppState
 
@@ -30,6 +31,7 @@ class TrailingSlash:
 
 def create_app(state: AppState) -> ASGIApp:
     app = Starlette(
+        middleware=[Middleware(CatchAll)],
         routes=[*uapi_events.routes, *oauth.routes, *oauth_authorize.routes, *health.routes],
         exception_handlers=HANDLERS,
     )

@@ -8,6 +8,7 @@ import secrets
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callhook.errors import (
     InternalError,
@@ -87,5 +88,31 @@ HANDLERS = {
     ServiceError: service_error,
     OAuthError: oauth_error,
     HTTPException: http_exception,
-    Exception: unexpected,
 }
+
+
+class CatchAll:
+    """Answers 500 ``internal_server_error`` for anything unexpected, logged once with a request
+    id. (Starlette's own catch-all re-raises after answering, so the server logs it twice.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = await unexpected(Request(scope), exc)
+            await response(scope, receive, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -34,6 +35,29 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a key or string holds a lone UTF-16 surrogate (``"\\ud800"`` in the JSON text).
+
+    JSON allows such escapes but they are not Unicode text: they can be neither stored nor sent
+    back as UTF-8. (A valid pair such as ``"\\ud83d\\ude00"`` is decoded to one character.)
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 async def json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or a request_invalid error that says what is wrong."""
     raw = await read_body(request)
@@ -59,6 +83,11 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise RequestInvalid(f"The body is not valid JSON: {exc}.") from None
     if not isinstance(value, dict):
         raise RequestInvalid(f"The body must be a JSON object, not a JSON {type(value).__name__}.")
+    if _has_lone_surrogate(value):
+        raise RequestInvalid(
+            "The body contains an unpaired UTF-16 surrogate escape (such as \\ud800), "
+            "which is not Unicode text."
+        )
     return value
 
 
@@ -79,6 +108,8 @@ async def form_fields(request: Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "The form body is not valid UTF-8.") from None
     fields: dict[str, str] = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            raise OAuthError("invalid_request", f"The parameter {key!r} contains a NUL character.")
         if key in fields and fields[key] != value:
             raise OAuthError("invalid_request", f"The parameter {key} is repeated.")
         fields[key] = value
@@ -97,10 +128,11 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
             "invalid_client", "The HTTP Basic credentials are malformed.", 401
         ) from None
     client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        raise OAuthError("invalid_client", "The HTTP Basic credentials are malformed.", 401)
     # RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+    client_id, secret = unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+    if not sep or "\x00" in client_id or "\x00" in secret:
+        raise OAuthError("invalid_client", "The HTTP Basic credentials are malformed.", 401)
+    return client_id, secret
 
 
 def bearer_token(request: Request) -> str | None:
