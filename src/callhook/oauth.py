@@ -21,6 +21,7 @@ GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
 API_TYPES = ("unifiedapi", "systemapi")
 CODE_LIFETIME = timedelta(minutes=10)
 REFRESH_LIFETIME = timedelta(days=30)
+PURGE_AFTER = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class OAuth:
         client_id, secret = client_credentials(form, basic)
         async with self.engine.begin() as conn:
             app = await self._client(conn, client_id, secret)
+            # keep the tables small: each issuance forgets what of this app expired a day ago
+            await credentials.purge_expired(conn, app.id, self.clock() - PURGE_AFTER)
             if grant == "client_credentials":
                 return await self._tokens(conn, app, app.account_id, api_type, refresh=False)
             if grant == "authorization_code":

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from callhook import crypto
 from callhook.store.tables import apps, tokens
 from callhook.wiring import Components
 from tests.conftest import World, error_of
@@ -178,3 +179,18 @@ async def test_secrets_and_tokens_are_stored_only_hashed(
     for new in world.apps.values():
         assert new.client_secret not in " ".join(stored_secrets)
     assert all(h.startswith("$argon2id$") for h in stored_secrets)
+
+
+async def test_expired_tokens_are_forgotten_on_the_next_issuance(
+    client: httpx.AsyncClient, world: World, components: Components
+) -> None:
+    old = await world.token("org")
+    later = components.oauth.clock() + timedelta(days=2)
+    components.oauth.clock = lambda: later
+    response = await client.post("/oauth/token.php", data=form(world))
+    assert response.status_code == 200
+    async with components.engine.connect() as conn:
+        stored = {r.token_hash for r in await conn.execute(select(tokens.c.token_hash))}
+    assert crypto.hash_token(old) not in stored
+    assert crypto.hash_token(response.json()["access_token"]) in stored
+    assert crypto.hash_token(await world.token("alice")) in stored  # other apps untouched

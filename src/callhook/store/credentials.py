@@ -164,8 +164,16 @@ async def revoke_token(conn: AsyncConnection, token_hash: str, app_id: int) -> b
     return bool(result.rowcount)
 
 
-async def purge_expired_tokens(conn: AsyncConnection, now: datetime) -> None:
-    await conn.execute(delete(tokens).where(tokens.c.expires_at < now))
+async def purge_expired(conn: AsyncConnection, app_id: int, before: datetime) -> None:
+    """Forget the app's tokens and codes that expired before ``before`` (uses the app index)."""
+    await conn.execute(
+        delete(tokens).where(tokens.c.app_id == app_id, tokens.c.expires_at < before)
+    )
+    await conn.execute(
+        delete(authorization_codes).where(
+            authorization_codes.c.app_id == app_id, authorization_codes.c.expires_at < before
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
