@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from callhook.domain.accounts import Account, AccountKind
-from callhook.store.directory import find_accounts
+from callhook.domain.accounts import Account
+from callhook.store.directory import account_from, find_accounts
 from callhook.store.tables import accounts, apps, authorization_codes, tokens
 
 
@@ -144,15 +144,7 @@ async def find_token(
     if row is None:
         return None
     record = TokenRecord(row.app_id, row.account_id, row.scope, row.expires_at, row.revoked)
-    account = Account(
-        id=row.account_id,
-        kind=AccountKind(row.account_kind),
-        name=row.name,
-        parent_id=row.parent_id,
-        path=row.path,
-        org_code=row.org_code,
-    )
-    return record, account
+    return record, account_from(row, id_key="account_id", kind_key="account_kind")
 
 
 async def revoke_token(conn: AsyncConnection, token_hash: str, app_id: int) -> bool:
@@ -236,15 +228,7 @@ async def find_sign_in(conn: AsyncConnection, login: str) -> tuple[Account, str]
     row = (await conn.execute(select(accounts).where(accounts.c.login == login))).first()
     if row is None or not row.password_hash:
         return None
-    account = Account(
-        id=row.id,
-        kind=AccountKind(row.kind),
-        name=row.name,
-        parent_id=row.parent_id,
-        path=row.path,
-        org_code=row.org_code,
-    )
-    return account, str(row.password_hash)
+    return account_from(row), str(row.password_hash)
 
 
 async def set_sign_in(

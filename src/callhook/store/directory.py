@@ -15,10 +15,11 @@ from callhook.errors import Conflict
 from callhook.store.tables import accounts, extensions
 
 
-def _account(row: Any) -> Account:
+def account_from(row: Any, *, id_key: str = "id", kind_key: str = "kind") -> Account:
+    """An Account from a row holding the accounts columns (id and kind possibly relabelled)."""
     return Account(
-        id=row.id,
-        kind=AccountKind(row.kind),
+        id=getattr(row, id_key),
+        kind=AccountKind(getattr(row, kind_key)),
         name=row.name,
         parent_id=row.parent_id,
         path=row.path,
@@ -28,7 +29,7 @@ def _account(row: Any) -> Account:
 
 async def get_account(conn: AsyncConnection, account_id: int) -> Account | None:
     row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
-    return _account(row) if row else None
+    return account_from(row) if row else None
 
 
 async def find_accounts(
@@ -47,12 +48,12 @@ async def find_accounts(
         )
     if name is not None:
         query = query.where(accounts.c.name == name)
-    return [_account(r) for r in await conn.execute(query)]
+    return [account_from(r) for r in await conn.execute(query)]
 
 
 async def get_org_by_code(conn: AsyncConnection, code: int) -> Account | None:
     row = (await conn.execute(select(accounts).where(accounts.c.org_code == code))).first()
-    return _account(row) if row else None
+    return account_from(row) if row else None
 
 
 async def insert_account(
