@@ -100,6 +100,12 @@ SortOrderInvalid = _err(
 )
 FieldsInvalid = _err("FieldsInvalid", 400, "fields_invalid", "fields names an unknown field.")
 
+# Ingest API (/callhook/v1/call-events)
+CallEventInvalid = _err("CallEventInvalid", 400, "call_event_invalid", "The call event is invalid.")
+SourceUnauthenticated = _err(
+    "SourceUnauthenticated", 401, "access_denied", "A valid source token is required."
+)
+
 # Administration (CLI and /callhook/v1); not part of the UAPI contract
 NotFound = _err("NotFound", 404, "not_found", "Not found.")
 Conflict = _err("Conflict", 409, "conflict", "It already exists.")

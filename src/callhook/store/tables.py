@@ -101,6 +101,11 @@ apps = Table(
     Column("name", String(200), nullable=False),
     Column("redirect_uri", String(2048), nullable=False, server_default=""),
     Column("created", UTCDateTime, nullable=False),
+    # Standard Webhooks key of the requests this app's rules cause (whsec_...); made on first
+    # use. After a rotation the previous key also signs until ``signing_rotated`` + grace.
+    Column("signing_secret", String(100), nullable=True),
+    Column("previous_signing_secret", String(100), nullable=True),
+    Column("signing_rotated", UTCDateTime, nullable=True),
 )
 
 tokens = Table(
@@ -129,6 +134,9 @@ phone_call_events = Table(
     Column("status", SmallInteger, nullable=False),
     Column("note", Text, nullable=False),
     Column("modified", UTCDateTime, nullable=False),
+    # the app that created the rule: its key signs the requests (unset or gone: the instance
+    # key). No foreign key: SQLite cannot add one to an existing table without copying it.
+    Column("app_id", Id, nullable=True),
     Index("ix_phone_call_events_extension_type", "extension_id", "type"),
 )
 
@@ -144,4 +152,112 @@ authorization_codes = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used", Boolean, nullable=False, server_default=false()),
     Column("created", UTCDateTime, nullable=False),
+)
+
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+# --- the engine: call events in, deliveries out ------------------------------------------------
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    #: domain.calls.CallState as JSON
+    Column("state", Text, nullable=False),
+    #: deliveries made for this call so far (X-Callhook-Seq of the last one)
+    Column("seq", Integer, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    UniqueConstraint("source_id", "call_id", name="uq_calls_source_id_call_id"),
+)
+
+call_events = Table(
+    "call_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("call_ref", Id, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    #: why the event fired nothing, when it did not (held, duplicate leg, call already ended)
+    Column("note", String(200), nullable=True),
+    Column("received", UTCDateTime, nullable=False),
+    UniqueConstraint("source_id", "event_id", name="uq_call_events_source_id_event_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    #: the public id, sent as webhook-id on every attempt
+    Column("webhook_id", String(40), nullable=False, unique=True),
+    Column("call_ref", Id, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Column("call_id", String(200), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("event_type", SmallInteger, nullable=False),
+    Column("extension", String(20), nullable=False),
+    #: path of the extension's owner when the delivery was made (subtree access)
+    Column("owner_path", String(200), nullable=False, index=True),
+    Column("rule_id", String(30), nullable=False),
+    Column("app_id", Id, ForeignKey("apps.id", ondelete="SET NULL"), nullable=True),
+    Column("method", SmallInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    #: deliveries with the same key (url, call) are sent one after another, in id order
+    Column("order_key", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    #: pending, delivered, failed or expired
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("created", UTCDateTime, nullable=False),
+    Column("finished", UTCDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_deliveries_state_next_at", "state", "next_at"),
+    Index("ix_deliveries_order_key_id", "order_key", "id"),
+    Index("ix_deliveries_created", "created"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        Id,
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("error_class", String(30), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("snippet", Text, nullable=False),
+    Column("worker", String(64), nullable=False),
 )
