@@ -1,0 +1,1 @@
+"""Delivery: the HTTP sender, the destination guard and per-host circuit breaking."""

@@ -1,0 +1,251 @@
+"""The worker loop: claim due deliveries, send them, record every attempt.
+
+Isolation: at most ``per_host`` requests in flight to one host, and hosts whose circuit breaker
+is open are not claimed, so a dead or slow receiver holds only its own deliveries (a tripped
+breaker delays them; it never drops them). Order per (url, call) is kept by the claim query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callhook.delivery.breaker import NOT_HOST_FAILURES, CircuitBreaker, counts_as_failure
+from callhook.delivery.metrics import Metrics, result_label
+from callhook.delivery.sender import AttemptResult, Sender
+from callhook.domain.payloads import Timeouts, build_request, new_secret, sign_all, split_url
+from callhook.domain.retry import Outcome, RetryPolicy, decide, parse_retry_after
+from callhook.store import outbox, signing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 64
+    per_host: int = 8
+    lease: timedelta = timedelta(seconds=90)
+    batch: int = 100
+    #: longest sleep when idle: bounds how late a retry or an expired lease is noticed
+    idle_poll: float = 1.0
+    secret_grace: timedelta = timedelta(hours=24)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sender: Sender,
+        *,
+        policy: RetryPolicy,
+        timeouts: Timeouts,
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+        user_agent: str,
+        options: WorkerOptions | None = None,
+        breaker: CircuitBreaker | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sender = sender
+        self.policy = policy
+        self.timeouts = timeouts
+        self.clock = clock
+        self.metrics = metrics
+        self.user_agent = user_agent
+        self.options = options or WorkerOptions()
+        self.breaker = breaker or CircuitBreaker()
+        self.name = name or worker_name()
+        self._kick = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._per_host: Counter[str] = Counter()
+        self._secrets: dict[int | None, tuple[float, list[str]]] = {}
+
+    def wake(self) -> None:
+        """New deliveries were committed: look for work now instead of at the next poll."""
+        self._kick.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; in-flight requests finish, leases are returned."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                claimed = await self._claim_and_start()
+                if claimed:
+                    continue
+                self._kick.clear()
+                kicked = asyncio.ensure_future(self._kick.wait())
+                await asyncio.wait(
+                    {kicked, stopping},
+                    timeout=self.options.idle_poll,
+                    return_when="FIRST_COMPLETED",
+                )
+                kicked.cancel()
+        finally:
+            stopping.cancel()
+            if self._inflight:
+                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    async def _claim_and_start(self) -> int:
+        room = self.options.concurrency - len(self._inflight)
+        if room <= 0:
+            return 0
+        now = self.clock()
+        mono = time.monotonic()
+        full = [h for h, n in self._per_host.items() if n >= self.options.per_host]
+        skip = sorted({*full, *self.breaker.open_hosts(mono)})
+        self.metrics.open_breakers.set(len(self.breaker.open_hosts(mono)))
+        async with self.engine.begin() as conn:
+            jobs = await outbox.claim(
+                conn,
+                now=now,
+                owner=self.name,
+                lease=self.options.lease,
+                limit=min(room, self.options.batch),
+                skip_hosts=skip,
+            )
+            held_back: list[int] = []
+            started = 0
+            for job in jobs:
+                if job.expires_at <= now:
+                    await outbox.finish_attempt(
+                        conn,
+                        job,
+                        None,
+                        state=outbox.EXPIRED,
+                        next_at=None,
+                        reason="expired before it could be sent",
+                    )
+                    self.metrics.deliveries.labels(outbox.EXPIRED).inc()
+                    started += 1
+                    continue
+                if self._per_host[job.host] >= self.options.per_host or not self.breaker.allows(
+                    job.host, mono
+                ):
+                    held_back.append(job.id)
+                    continue
+                self._per_host[job.host] += 1
+                self._inflight[job.id] = asyncio.ensure_future(self._deliver(job))
+                started += 1
+            if held_back:
+                await outbox.release(conn, held_back, self.name, now + timedelta(seconds=1))
+        return started
+
+    async def _deliver(self, job: outbox.Job) -> None:
+        try:
+            await self._attempt(job)
+        except Exception:
+            log.exception("delivery attempt crashed delivery_id=%s", job.webhook_id)
+        finally:
+            self._inflight.pop(job.id, None)
+            self._per_host[job.host] -= 1
+            if self._per_host[job.host] <= 0:
+                del self._per_host[job.host]
+            self._kick.set()
+
+    async def _keys(self, app_id: int | None, now: datetime) -> list[str]:
+        cached = self._secrets.get(app_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        async with self.engine.begin() as conn:
+            keys = None
+            if app_id is not None:
+                grace = self.options.secret_grace
+                keys = await signing.app_secrets(conn, app_id, new_secret, now, grace)
+            if keys is None:
+                keys = [await signing.instance_secret(conn, new_secret, now)]
+        self._secrets[app_id] = (time.monotonic() + 5.0, keys)
+        return keys
+
+    async def _attempt(self, job: outbox.Job) -> None:
+        url, timeouts = split_url(job.url, self.timeouts)
+        now = self.clock()
+        stamp = int(now.timestamp())
+        keys = await self._keys(job.app_id, now)
+        request = build_request(
+            job.method,
+            url,
+            job.payload,
+            webhook_id=job.webhook_id,
+            timestamp=stamp,
+            signatures=sign_all(keys, job.webhook_id, stamp, job.payload),
+            seq=job.seq,
+            user_agent=self.user_agent,
+        )
+        result = await self.sender.send(request, timeouts)
+        done = self.clock()
+        if result.error_class not in NOT_HOST_FAILURES:
+            failed = counts_as_failure(result.status, result.error_class)
+            self.breaker.record(job.host, not failed, time.monotonic())
+        decision = decide(
+            self.policy,
+            attempts=job.attempts + 1,
+            status=result.status,
+            error_class=result.error_class,
+            retry_after=parse_retry_after(result.retry_after, done),
+            now=done,
+            expires_at=job.expires_at,
+            max_attempts=timeouts.max_attempts,
+            jitter=random.random(),
+        )
+        attempt = outbox.Attempt(
+            at=now,
+            host=job.host,
+            status=result.status,
+            error_class=result.error_class,
+            error=result.error,
+            latency_ms=round(result.latency_ms),
+            snippet=result.snippet,
+            worker=self.name,
+        )
+        async with self.engine.begin() as conn:
+            kept = await outbox.finish_attempt(
+                conn,
+                job,
+                attempt,
+                state=decision.outcome.value,
+                next_at=decision.next_at,
+                reason=None if decision.outcome is Outcome.DELIVERED else decision.reason,
+            )
+        self._observe(job, result, decision.outcome, kept)
+
+    def _observe(
+        self, job: outbox.Job, result: AttemptResult, outcome: Outcome, kept: bool
+    ) -> None:
+        self.metrics.attempts.labels(result_label(result.status, result.error_class)).inc()
+        self.metrics.latency.observe(result.latency_ms / 1000)
+        if outcome is not Outcome.RETRY:
+            self.metrics.deliveries.labels(outcome.value).inc()
+        log.info(
+            "delivery attempt delivery_id=%s call_id=%s seq=%s url_host=%s status=%s "
+            "error=%s ms=%d outcome=%s%s",
+            job.webhook_id,
+            job.call_id,
+            job.seq,
+            job.host,
+            result.status,
+            result.error_class,
+            round(result.latency_ms),
+            outcome.value,
+            "" if kept else " (lease lost: another worker took it over)",
+        )
+
+    async def drain(self) -> None:
+        """Wait for the requests in flight (used at shutdown)."""
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
