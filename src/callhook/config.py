@@ -25,6 +25,18 @@ SETTINGS_DOC: dict[str, str] = {
     "CALLHOOK_TOKEN_TTL": "lifetime of OAuth access tokens in seconds",
     "CALLHOOK_LOG_LEVEL": "logging level: DEBUG, INFO, WARNING or ERROR",
     "CALLHOOK_RATE_LIMIT": "UAPI requests per second allowed per app (bursts of 10x); 0 disables",
+    "CALLHOOK_ALLOW_NETWORKS": (
+        "networks webhooks may be sent to although they are loopback, private or link-local "
+        "(comma-separated CIDRs, e.g. 127.0.0.1/32,10.0.0.0/8); empty refuses them all"
+    ),
+    "CALLHOOK_RING_EXPIRY": "seconds Dial-In and Dial-Out deliveries keep being retried",
+    "CALLHOOK_RETRY_FOR": "seconds Answer and Hangup deliveries keep being retried",
+    "CALLHOOK_RETRY_FIRST_DELAY_MS": "delay before the first retry, in ms (doubles each time)",
+    "CALLHOOK_RETRY_MAX_DELAY": "longest delay between two attempts, in seconds",
+    "CALLHOOK_CONNECT_TIMEOUT_MS": "default connect timeout of a webhook request, in ms",
+    "CALLHOOK_TIMEOUT_MS": "default total timeout of a webhook request, in ms",
+    "CALLHOOK_WORKER_CONCURRENCY": "webhook requests one worker process keeps in flight",
+    "CALLHOOK_HOST_CONCURRENCY": "webhook requests one worker keeps in flight to one host",
 }
 
 
@@ -53,6 +65,15 @@ class Settings:
     token_ttl: int = 3600
     log_level: str = "INFO"
     rate_limit: int = 50
+    allow_networks: str = ""
+    ring_expiry: int = 60
+    retry_for: int = 86400
+    retry_first_delay_ms: int = 1000
+    retry_max_delay: int = 600
+    connect_timeout_ms: int = 3000
+    timeout_ms: int = 10000
+    worker_concurrency: int = 64
+    host_concurrency: int = 8
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -95,8 +116,25 @@ class Settings:
             token_ttl=_int(env, "CALLHOOK_TOKEN_TTL", 3600, 60, 86400 * 30),
             log_level=level,
             rate_limit=_int(env, "CALLHOOK_RATE_LIMIT", 50, 0, 1_000_000),
+            allow_networks=_networks(env.get("CALLHOOK_ALLOW_NETWORKS", "")),
+            ring_expiry=_int(env, "CALLHOOK_RING_EXPIRY", 60, 1, 86400 * 7),
+            retry_for=_int(env, "CALLHOOK_RETRY_FOR", 86400, 1, 86400 * 30),
+            retry_first_delay_ms=_int(env, "CALLHOOK_RETRY_FIRST_DELAY_MS", 1000, 10, 3_600_000),
+            retry_max_delay=_int(env, "CALLHOOK_RETRY_MAX_DELAY", 600, 1, 86400),
+            connect_timeout_ms=_int(env, "CALLHOOK_CONNECT_TIMEOUT_MS", 3000, 100, 60_000),
+            timeout_ms=_int(env, "CALLHOOK_TIMEOUT_MS", 10000, 100, 60_000),
+            worker_concurrency=_int(env, "CALLHOOK_WORKER_CONCURRENCY", 64, 1, 10_000),
+            host_concurrency=_int(env, "CALLHOOK_HOST_CONCURRENCY", 8, 1, 10_000),
             extra={k: env[k] for k in unknown},
         )
+
+
+def _networks(text: str) -> str:
+    """Validate now (a typo must stop the start, not surface at the first webhook)."""
+    from callhook.delivery.guard import parse_networks
+
+    parse_networks(text)
+    return text.strip()
 
 
 def _normalise_db_url(url: str) -> str:

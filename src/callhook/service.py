@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook import crypto
+from callhook.delivery.guard import Networks, url_refusal
 from callhook.domain import listing
 from callhook.domain.accounts import (
     Account,
@@ -36,6 +37,7 @@ from callhook.errors import (
     EventIdInvalid,
     ExtensionInvalid,
     Unauthenticated,
+    UrlInvalid,
     UserInvalid,
 )
 from callhook.store import credentials, directory, events
@@ -67,9 +69,21 @@ class Target:
 
 
 class Service:
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        allow: Networks = (),
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.allow = allow
+
+    def _check_destination(self, url: str) -> None:
+        reason = url_refusal(url, self.allow)
+        if reason is not None:
+            raise UrlInvalid(f"The URL is refused as a webhook destination: {reason}.")
 
     # --- bearer tokens ------------------------------------------------------------------------
 
@@ -152,6 +166,7 @@ class Service:
         async with self.engine.begin() as conn:
             target = await self._target(conn, who, user_text, ext_text)
             fields = validate_create(body, path_type)
+            self._check_destination(fields.url)
             event = PhoneCallEvent(
                 id=new_event_id(),
                 extension_id=target.extension.id,
@@ -162,7 +177,7 @@ class Service:
                 note=fields.note,
                 modified=self.clock(),
             )
-            await events.insert_event(conn, event)
+            await events.insert_event(conn, event, app_id=who.app_id)
         return self._render(target, origin, event)
 
     async def _select(
@@ -213,6 +228,8 @@ class Service:
             (current,) = await self._select(conn, target, path_type, event_id)
             changes = validate_update(body, current.type)
             updated = apply_update(current, changes, self.clock())
+            if updated.url != current.url:
+                self._check_destination(updated.url)
             await events.save_event(conn, updated)
         return self._render(target, origin, updated)
 

@@ -1,24 +1,37 @@
-"""Composition root: builds the store, services and the ASGI app from Settings."""
+"""Composition root: builds the store, services, workers and the ASGI app from Settings."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
+from callhook import __version__
 from callhook.api.app import create_app
 from callhook.config import Settings
+from callhook.delivery.guard import parse_networks
+from callhook.delivery.metrics import Metrics
+from callhook.delivery.sender import Sender
+from callhook.delivery.worker import Worker, WorkerOptions
+from callhook.delivery_log import DeliveryLog
+from callhook.domain.payloads import Timeouts
 from callhook.domain.rate_limit import RateLimiter
+from callhook.domain.retry import RetryPolicy
+from callhook.ingest import Ingest
 from callhook.oauth import OAuth
 from callhook.provisioning import Provisioning
-from callhook.service import Service
+from callhook.service import Service, utcnow
+from callhook.signing_keys import SigningKeys
 from callhook.store import migrate
 from callhook.store.database import create_engine, describe
 from callhook.wiring_types import AppState
 
 log = logging.getLogger(__name__)
+
+USER_AGENT = f"callhook/{__version__}"
 
 
 @dataclass
@@ -29,14 +42,39 @@ class Components:
     provisioning: Provisioning
     app: ASGIApp
     oauth: OAuth
+    ingest: Ingest
+    metrics: Metrics
+    policy: RetryPolicy
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        first_delay=settings.retry_first_delay_ms / 1000,
+        max_delay=float(settings.retry_max_delay),
+        ring_expiry=float(settings.ring_expiry),
+        retry_for=float(settings.retry_for),
+    )
 
 
 def build(settings: Settings) -> Components:
     engine = create_engine(settings.effective_database_url)
-    service = Service(engine)
+    allow = parse_networks(settings.allow_networks)
+    service = Service(engine, allow=allow)
     oauth = OAuth(engine, token_ttl=settings.token_ttl)
     limiter = RateLimiter(settings.rate_limit, burst=settings.rate_limit * 10)
-    state = AppState(service=service, oauth=oauth, public_url=settings.public_url, limiter=limiter)
+    policy = retry_policy(settings)
+    metrics = Metrics()
+    ingest = Ingest(engine, policy=policy, clock=utcnow)
+    state = AppState(
+        service=service,
+        oauth=oauth,
+        ingest=ingest,
+        deliveries=DeliveryLog(engine, policy=policy, clock=utcnow),
+        signing=SigningKeys(engine, clock=utcnow),
+        metrics=metrics,
+        public_url=settings.public_url,
+        limiter=limiter,
+    )
     return Components(
         settings=settings,
         engine=engine,
@@ -44,7 +82,38 @@ def build(settings: Settings) -> Components:
         provisioning=Provisioning(engine),
         app=create_app(state),
         oauth=oauth,
+        ingest=ingest,
+        metrics=metrics,
+        policy=policy,
     )
+
+
+def build_worker(components: Components, *, name: str | None = None) -> tuple[Worker, Sender]:
+    """A worker on the components' database; the sender must be started before it runs."""
+    settings = components.settings
+    sender = Sender(
+        parse_networks(settings.allow_networks),
+        USER_AGENT,
+        limit=max(settings.worker_concurrency, 10),
+    )
+    worker = Worker(
+        components.engine,
+        sender,
+        policy=components.policy,
+        timeouts=Timeouts(
+            connect=settings.connect_timeout_ms / 1000, total=settings.timeout_ms / 1000
+        ),
+        clock=utcnow,
+        metrics=components.metrics,
+        user_agent=USER_AGENT,
+        options=WorkerOptions(
+            concurrency=settings.worker_concurrency,
+            per_host=settings.host_concurrency,
+            lease=timedelta(seconds=max(90, 3 * settings.timeout_ms // 1000)),
+        ),
+        name=name,
+    )
+    return worker, sender
 
 
 async def prepare_database(components: Components) -> tuple[str | None, str]:

@@ -7,7 +7,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callhook.api.errors import HANDLERS, CatchAll
-from callhook.api.routes import health, oauth, oauth_authorize, uapi_events
+from callhook.api.routes import deliveries, health, ingest, oauth, oauth_authorize, uapi_events
 from callhook.wiring_types import AppState
 
 
@@ -32,7 +32,14 @@ class TrailingSlash:
 def create_app(state: AppState) -> ASGIApp:
     app = Starlette(
         middleware=[Middleware(CatchAll)],
-        routes=[*uapi_events.routes, *oauth.routes, *oauth_authorize.routes, *health.routes],
+        routes=[
+            *uapi_events.routes,
+            *oauth.routes,
+            *oauth_authorize.routes,
+            *ingest.routes,
+            *deliveries.routes,
+            *health.routes,
+        ],
         exception_handlers=HANDLERS,
     )
     app.router.redirect_slashes = False

@@ -58,8 +58,8 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, or a request_invalid error that says what is wrong."""
+async def json_value(request: Request, limit: int = MAX_JSON, what: str = "a JSON object") -> Any:
+    """The body as JSON (any value), or a request_invalid error that says what is wrong."""
     raw = await read_body(request)
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json" and not (
@@ -69,25 +69,31 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise RequestInvalid(
             f"Send the body as JSON with 'Content-Type: application/json' ({got})."
         )
-    if len(raw) > MAX_JSON:
-        raise RequestInvalid(f"The JSON body is {len(raw)} bytes; the limit is {MAX_JSON}.")
+    if len(raw) > limit:
+        raise RequestInvalid(f"The JSON body is {len(raw)} bytes; the limit is {limit}.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestInvalid(f"The body is not valid UTF-8 (byte {exc.start}).") from None
     if not text.strip():
-        raise RequestInvalid("The body is empty; send a JSON object.")
+        raise RequestInvalid(f"The body is empty; send {what}.")
     try:
         value = json.loads(text, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise RequestInvalid(f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(value, dict):
-        raise RequestInvalid(f"The body must be a JSON object, not a JSON {type(value).__name__}.")
     if _has_lone_surrogate(value):
         raise RequestInvalid(
             "The body contains an unpaired UTF-16 surrogate escape (such as \\ud800), "
             "which is not Unicode text."
         )
+    return value
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a request_invalid error that says what is wrong."""
+    value = await json_value(request)
+    if not isinstance(value, dict):
+        raise RequestInvalid(f"The body must be a JSON object, not a JSON {type(value).__name__}.")
     return value
 
 

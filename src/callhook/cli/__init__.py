@@ -12,9 +12,12 @@ import click
 
 from callhook import __version__
 from callhook.cli.admin import admin
+from callhook.cli.listen import listen
 from callhook.cli.migrate import migrate
 from callhook.cli.output import fail
 from callhook.cli.serve import serve
+from callhook.cli.simulate import simulate
+from callhook.cli.worker import worker
 from callhook.errors import CallhookError, ConfigError
 
 EXIT_USER = 1
@@ -44,6 +47,9 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(migrate)
 cli.add_command(admin)
+cli.add_command(worker)
+cli.add_command(listen)
+cli.add_command(simulate)
 
 
 def main() -> None:

@@ -25,11 +25,13 @@ from callhook import __version__, logs, tls
 from callhook.cli import context
 from callhook.cli.output import emit_json, json_option, say
 from callhook.config import Settings
+from callhook.delivery.runner import run_worker
 from callhook.errors import ConfigError
 from callhook.provisioning import NewApp
 from callhook.service import utcnow
+from callhook.sources.registry import SourceRegistry
 from callhook.store.database import describe
-from callhook.wiring import Components
+from callhook.wiring import Components, build_worker
 
 CREDENTIALS_FILE = "bootstrap-credentials.json"
 
@@ -138,6 +140,8 @@ class Startup:
     tls: Tls
     migrated: tuple[str | None, str]
     bootstrap: NewApp | None = None
+    #: the first start's source, "default" (for the ingest API and `callhook simulate`)
+    source_token: str | None = None
     credentials_file: Path | None = None
     credentials_error: str = ""
 
@@ -174,6 +178,7 @@ class Startup:
                 "client_id": boot.app.client_id,
                 "client_secret": boot.client_secret,
                 "token_url": self.token_url,
+                "source_token": self.source_token,
             },
             "credentials_file": self.credentials_file,
         }
@@ -197,6 +202,8 @@ class Startup:
             say(f"First start: created an Administrator (account {admin}) with an app.")
             say(f"  client_id:     {boot.app.client_id}")
             say(f"  client_secret: {boot.client_secret}")
+            if self.source_token:
+                say(f"  source token:  {self.source_token}  (source 'default', for the ingest API)")
             if self.credentials_file:
                 say(f"Shown only now; also saved in {self.credentials_file} (mode 0600).")
             else:
@@ -217,6 +224,7 @@ def _save_credentials(startup: Startup) -> None:
         "client_id": boot.app.client_id,
         "client_secret": boot.client_secret,
         "token_url": startup.token_url,
+        "source_token": startup.source_token,
         "created": boot.app.created.isoformat(),
     }
     try:
@@ -227,7 +235,12 @@ def _save_credentials(startup: Startup) -> None:
 
 
 async def _serve(
-    components: Components, server: _Server, sock: socket.socket, startup: Startup, as_json: bool
+    components: Components,
+    server: _Server,
+    sock: socket.socket,
+    startup: Startup,
+    as_json: bool,
+    with_worker: bool,
 ) -> None:
     try:
         startup.migrated = await context.prepare(components)
@@ -235,12 +248,27 @@ async def _serve(
             startup.bootstrap = await components.provisioning.bootstrap()
         except (OperationalError, InterfaceError) as exc:
             raise context.database_error(components.settings, exc) from None
+        if startup.bootstrap is not None:
+            made = await SourceRegistry(components.engine).create("default")
+            startup.source_token = made.token
         _save_credentials(startup)
         if as_json:
             emit_json(startup.document(), compact=True)
         else:
             startup.announce()
-        await server.serve(sockets=[sock])
+        stop = asyncio.Event()
+        working = None
+        if with_worker:
+            worker, _ = build_worker(components)
+            components.ingest.wake = worker.wake
+            owns = components.settings.effective_database_url.startswith("sqlite")
+            working = asyncio.create_task(run_worker(worker, stop, owns_database=owns))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            stop.set()
+            if working is not None:
+                await working
     finally:
         await components.engine.dispose()
 
@@ -292,6 +320,11 @@ async def _serve(
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Logging level (logs are JSON lines on stderr) [default: INFO]",
 )
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Serve the API only; deliveries are sent by `callhook worker` processes (PostgreSQL).",
+)
 @context.database_options
 @json_option
 @click.pass_context
@@ -302,9 +335,11 @@ def serve(
     tls_self_signed: bool,
     proxy_headers: bool,
     forwarded_allow_ips: str,
+    no_worker: bool,
     as_json: bool,
 ) -> None:
-    """Run the server: the UnifiedAPI, OAuth and health endpoints.
+    """Run the server: the UnifiedAPI, OAuth, ingest and health endpoints, and a worker that
+    delivers the webhooks (unless --no-worker).
 
     Applies pending migrations first. On the first start with an empty database it creates an
     Administrator with an app and prints the app's credentials once (they are also written to
@@ -347,7 +382,7 @@ def serve(
     server = _Server(config)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config)) as runner:
-            runner.run(_serve(components, server, sock, startup, as_json))
+            runner.run(_serve(components, server, sock, startup, as_json, not no_worker))
     finally:
         sock.close()
     if not as_json:

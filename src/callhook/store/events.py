@@ -25,7 +25,9 @@ def _event(row: Any) -> PhoneCallEvent:
     )
 
 
-async def insert_event(conn: AsyncConnection, event: PhoneCallEvent) -> None:
+async def insert_event(
+    conn: AsyncConnection, event: PhoneCallEvent, *, app_id: int | None = None
+) -> None:
     await conn.execute(
         insert(pce).values(
             id=event.id,
@@ -36,6 +38,7 @@ async def insert_event(conn: AsyncConnection, event: PhoneCallEvent) -> None:
             status=event.status,
             note=event.note,
             modified=event.modified,
+            app_id=app_id,
         )
     )
 

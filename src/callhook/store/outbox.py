@@ -26,7 +26,7 @@ from callhook.store.tables import phone_call_events as pce
 PENDING, DELIVERED, FAILED, EXPIRED = "pending", "delivered", "failed", "expired"
 
 
-def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
+def insert_ignore(conn: AsyncConnection, table: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on either engine."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
@@ -45,7 +45,7 @@ class CallRow:
 async def lock_call(conn: AsyncConnection, source_id: int, call_id: str, now: datetime) -> CallRow:
     """The call's row, created if new, locked until the transaction ends (PostgreSQL)."""
     await conn.execute(
-        _insert_ignore(conn, calls).values(
+        insert_ignore(conn, calls).values(
             source_id=source_id,
             call_id=call_id,
             state=json.dumps(CallState().to_json()),
@@ -79,7 +79,7 @@ async def record_event(
 ) -> bool:
     """Store a call event; False when (source, event id) was already stored."""
     result = await conn.execute(
-        _insert_ignore(conn, call_events).values(
+        insert_ignore(conn, call_events).values(
             source_id=source_id,
             event_id=event.event_id,
             call_ref=call.id,

@@ -1,0 +1,1 @@
+"""Call-event sources: the PBXs and scripts that tell callhook about calls."""
