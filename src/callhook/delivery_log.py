@@ -5,6 +5,7 @@ Each account sees only the deliveries of extensions in its own subtree (as in th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ STATES = (PENDING, DELIVERED, FAILED, EXPIRED)
 METHODS = {0: "GET", 1: "POST"}
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+_WEBHOOK_ID = re.compile(r"msg_[A-Za-z0-9]{27}")
 FILTERS = ("extension", "call_id", "type", "state", "since", "until")
 
 
@@ -40,6 +42,9 @@ def _time(name: str, raw: str) -> datetime:
 
 
 def parse_filters(who: Principal, params: Mapping[str, str]) -> Filters:
+    for name, value in params.items():
+        if len(value) > 200 or not value.isprintable():
+            raise RequestInvalid(f"{name} must be at most 200 printable characters.")
     unknown = sorted(set(params) - {*FILTERS, "limit", "after"})
     if unknown:
         raise RequestInvalid(
@@ -80,7 +85,7 @@ def _limit(params: Mapping[str, str]) -> tuple[int, int | None]:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise RequestInvalid(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
     after = params.get("after")
-    if after is not None and not after.isdigit():
+    if after is not None and not (after.isdigit() and len(after) <= 18):
         raise RequestInvalid("after must be the cursor given in a previous page's 'next' link.")
     return int(raw), int(after) if after is not None else None
 
@@ -144,6 +149,8 @@ class DeliveryLog:
         return {"deliveries": [render(r) for r in rows], "next": next_link}
 
     async def _visible(self, who: Principal, webhook_id: str) -> Any:
+        if not _WEBHOOK_ID.fullmatch(webhook_id):
+            raise NotFound(f"There is no delivery {webhook_id[:40]!r}: ids look like msg_...")
         async with self.engine.connect() as conn:
             row = await delivery_log.get_delivery(conn, webhook_id)
         if row is None or not _sees(who, row.owner_path):

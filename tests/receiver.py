@@ -1,0 +1,84 @@
+"""A real HTTP receiver on 127.0.0.1 that records every request (for the engine tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    query: str
+    body: str
+    headers: dict[str, str]
+    at: float
+
+    @property
+    def params(self) -> dict[str, str]:
+        raw = self.body if self.method == "POST" else self.query
+        return dict(parse_qsl(raw, keep_blank_values=True))
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers["webhook-id"]
+
+
+@dataclass
+class Receiver:
+    """``answer`` decides each response status (default 204)."""
+
+    answer: Callable[[Received], int] = lambda _r: 204
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = (await request.read()).decode()
+        got = Received(
+            request.method,
+            request.path,
+            urlsplit(str(request.url)).query,
+            body,
+            {k.lower(): v for k, v in request.headers.items()},
+            time.monotonic(),
+        )
+        self.requests.append(got)
+        status = self.answer(got)
+        headers = {"Retry-After": "0"} if status in (429, 503) else None
+        return web.Response(status=status, text="ok" if status < 300 else "nope", headers=headers)
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"got {len(self.requests)} requests, wanted {count}")
+            await asyncio.sleep(0.02)
+        return self.requests
