@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,3 +83,38 @@ class Receiver:
                 raise AssertionError(f"got {len(self.requests)} requests, wanted {count}")
             await asyncio.sleep(0.02)
         return self.requests
+
+
+class ThreadedReceiver:
+    """A Receiver on its own event loop in a thread, for tests that block (real processes)."""
+
+    def __init__(self, port: int = 0, answer: Callable[[Received], int] | None = None) -> None:
+        self.receiver = Receiver(port=port)
+        if answer is not None:
+            self.receiver.answer = answer
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self._loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url
+
+    @property
+    def requests(self) -> list[Received]:
+        return list(self.receiver.requests)
+
+    def wait_until(self, done: Callable[[list[Received]], bool], timeout: float) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while not done(self.requests):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver: condition not met with {len(self.requests)}")
+            time.sleep(0.05)
+        return self.requests
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

@@ -37,6 +37,8 @@ SETTINGS_DOC: dict[str, str] = {
     "CALLHOOK_TIMEOUT_MS": "default total timeout of a webhook request, in ms",
     "CALLHOOK_WORKER_CONCURRENCY": "webhook requests one worker process keeps in flight",
     "CALLHOOK_HOST_CONCURRENCY": "webhook requests one worker keeps in flight to one host",
+    "CALLHOOK_BREAKER_FAILURES": "consecutive failures to one host that open its circuit breaker",
+    "CALLHOOK_BREAKER_COOLDOWN_MS": "how long an open breaker first waits before a probe, in ms",
 }
 
 
@@ -74,6 +76,8 @@ class Settings:
     timeout_ms: int = 10000
     worker_concurrency: int = 64
     host_concurrency: int = 8
+    breaker_failures: int = 5
+    breaker_cooldown_ms: int = 5000
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -125,6 +129,8 @@ class Settings:
             timeout_ms=_int(env, "CALLHOOK_TIMEOUT_MS", 10000, 100, 60_000),
             worker_concurrency=_int(env, "CALLHOOK_WORKER_CONCURRENCY", 64, 1, 10_000),
             host_concurrency=_int(env, "CALLHOOK_HOST_CONCURRENCY", 8, 1, 10_000),
+            breaker_failures=_int(env, "CALLHOOK_BREAKER_FAILURES", 5, 1, 1_000_000),
+            breaker_cooldown_ms=_int(env, "CALLHOOK_BREAKER_COOLDOWN_MS", 5000, 10, 600_000),
             extra={k: env[k] for k in unknown},
         )
 

@@ -43,6 +43,16 @@ def order_key(url: str, call_ref: int) -> str:
     return hashlib.sha256(f"{call_ref}\n{url}".encode()).hexdigest()
 
 
+def receiver_key(url: str) -> str:
+    """host:port, the unit of isolation: the concurrency cap and the breaker are per receiver."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    return f"{parts.hostname or ''}:{port}"[:255]
+
+
 @dataclass(slots=True)
 class Result:
     accepted: int = 0
@@ -199,7 +209,7 @@ class Ingest:
             app_id=rule.app_id,
             method=rule.method,
             url=rule.url,
-            host=(urlsplit(rule.url).hostname or "")[:255],
+            host=receiver_key(rule.url),
             order_key=order_key(rule.url.split("#", 1)[0], call.id),
             payload=encode_params(fired.params),
             expires_at=now + timedelta(seconds=lifetime(self.policy, event_type)),

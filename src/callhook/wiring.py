@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 from callhook import __version__
 from callhook.api.app import create_app
 from callhook.config import Settings
+from callhook.delivery.breaker import CircuitBreaker
 from callhook.delivery.guard import parse_networks
 from callhook.delivery.metrics import Metrics
 from callhook.delivery.sender import Sender
@@ -110,6 +111,11 @@ def build_worker(components: Components, *, name: str | None = None) -> tuple[Wo
             concurrency=settings.worker_concurrency,
             per_host=settings.host_concurrency,
             lease=timedelta(seconds=max(90, 3 * settings.timeout_ms // 1000)),
+        ),
+        breaker=CircuitBreaker(
+            threshold=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown_ms / 1000,
+            max_cooldown=max(60.0, settings.breaker_cooldown_ms / 1000),
         ),
         name=name,
     )

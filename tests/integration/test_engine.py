@@ -206,7 +206,7 @@ async def test_retries_then_delivers_and_the_log_shows_every_attempt(
     shown = (await client.get(f"/callhook/v1/deliveries/{delivery['id']}", headers=auth)).json()
     assert [a["status"] for a in shown["attempt_log"]] == [503, 500, 204]
     assert shown["attempt_log"][0]["response"] == "nope"
-    assert shown["attempt_log"][0]["host"] == "127.0.0.1"
+    assert shown["attempt_log"][0]["host"] == f"127.0.0.1:{receiver.port}"
 
 
 async def test_a_4xx_is_final_and_replay_sends_it_again(

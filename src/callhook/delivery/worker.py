@@ -14,12 +14,12 @@ import os
 import random
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook.delivery.breaker import NOT_HOST_FAILURES, CircuitBreaker, counts_as_failure
 from callhook.delivery.metrics import Metrics, result_label
@@ -74,6 +74,7 @@ class Worker:
         self._kick = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._per_host: Counter[str] = Counter()
+        self._backlog: dict[str, deque[outbox.Job]] = {}
         self._secrets: dict[int | None, tuple[float, list[str]]] = {}
 
     def wake(self) -> None:
@@ -98,18 +99,26 @@ class Worker:
                 kicked.cancel()
         finally:
             stopping.cancel()
+            waiting = [j.id for q in self._backlog.values() for j in q]
+            self._backlog.clear()
             if self._inflight:
                 await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            if waiting:
+                async with self.engine.begin() as conn:
+                    await outbox.release(conn, waiting, self.name, self.clock())
+
+    def _waiting(self) -> int:
+        return len(self._inflight) + sum(len(q) for q in self._backlog.values())
 
     async def _claim_and_start(self) -> int:
-        room = self.options.concurrency - len(self._inflight)
+        room = self.options.concurrency - self._waiting()
         if room <= 0:
             return 0
         now = self.clock()
         mono = time.monotonic()
-        full = [h for h, n in self._per_host.items() if n >= self.options.per_host]
-        skip = sorted({*full, *self.breaker.open_hosts(mono)})
-        self.metrics.open_breakers.set(len(self.breaker.open_hosts(mono)))
+        opened = self.breaker.open_hosts(mono)
+        self.metrics.open_breakers.set(len(opened))
+        busy = [h for h, n in self._per_host.items() if n >= self.options.per_host]
         async with self.engine.begin() as conn:
             jobs = await outbox.claim(
                 conn,
@@ -117,34 +126,60 @@ class Worker:
                 owner=self.name,
                 lease=self.options.lease,
                 limit=min(room, self.options.batch),
-                skip_hosts=skip,
+                skip_hosts=sorted({*busy, *opened}),
             )
             held_back: list[int] = []
             started = 0
             for job in jobs:
                 if job.expires_at <= now:
-                    await outbox.finish_attempt(
-                        conn,
-                        job,
-                        None,
-                        state=outbox.EXPIRED,
-                        next_at=None,
-                        reason="expired before it could be sent",
-                    )
-                    self.metrics.deliveries.labels(outbox.EXPIRED).inc()
+                    await self._expire(conn, job)
                     started += 1
-                    continue
-                if self._per_host[job.host] >= self.options.per_host or not self.breaker.allows(
-                    job.host, mono
-                ):
+                elif self._per_host[job.host] >= self.options.per_host:
+                    # over the host's cap: wait here, leased, for one of its slots to free up
+                    self._backlog.setdefault(job.host, deque()).append(job)
+                    started += 1
+                elif not self.breaker.allows(job.host, mono):
                     held_back.append(job.id)
-                    continue
-                self._per_host[job.host] += 1
-                self._inflight[job.id] = asyncio.ensure_future(self._deliver(job))
-                started += 1
+                else:
+                    self._start(job)
+                    started += 1
             if held_back:
+                # the breaker's host: try again when a probe may go (it delays, never drops)
                 await outbox.release(conn, held_back, self.name, now + timedelta(seconds=1))
         return started
+
+    async def _expire(self, conn: AsyncConnection, job: outbox.Job) -> None:
+        await outbox.finish_attempt(
+            conn,
+            job,
+            None,
+            state=outbox.EXPIRED,
+            next_at=None,
+            reason="expired before it could be sent",
+        )
+        self.metrics.deliveries.labels(outbox.EXPIRED).inc()
+
+    def _start(self, job: outbox.Job) -> None:
+        self._per_host[job.host] += 1
+        self._inflight[job.id] = asyncio.ensure_future(self._deliver(job))
+
+    async def _next_of(self, host: str) -> None:
+        """A slot of ``host`` is free: start its next waiting job, or give them all back if
+        its breaker has opened meanwhile."""
+        queue = self._backlog.get(host)
+        if not queue:
+            self._backlog.pop(host, None)
+            return
+        if self.breaker.allows(host, time.monotonic()):
+            self._start(queue.popleft())
+            if not queue:
+                del self._backlog[host]
+            return
+        jobs = list(queue)
+        del self._backlog[host]
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            await outbox.release(conn, [j.id for j in jobs], self.name, now + timedelta(seconds=1))
 
     async def _deliver(self, job: outbox.Job) -> None:
         try:
@@ -156,6 +191,10 @@ class Worker:
             self._per_host[job.host] -= 1
             if self._per_host[job.host] <= 0:
                 del self._per_host[job.host]
+            try:
+                await self._next_of(job.host)
+            except Exception:
+                log.exception("could not start the next delivery to %s", job.host)
             self._kick.set()
 
     async def _keys(self, app_id: int | None, now: datetime) -> list[str]:

