@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.acceptance.deployment import Deployment, call_events
+from tests.databases import PostgresTemplates
 from tests.receiver import Received, ThreadedReceiver
 
 pytestmark = pytest.mark.slow
@@ -167,3 +168,53 @@ def test_a_black_holed_destination_does_not_delay_a_healthy_one(
         assert all(d["attempts"] == 0 for d in stuck)
     finally:
         hole.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_templates: PostgresTemplates | None) -> Iterator[str]:
+    if postgres_templates is None:
+        pytest.skip("PostgreSQL tests need CALLHOOK_TEST_POSTGRES_URL")
+    url = postgres_templates.empty()
+    yield url
+    postgres_templates.drop(url)
+
+
+def test_three_workers_on_postgresql_send_each_delivery_once_and_in_order_per_url_and_call(
+    tmp_path: Path, postgres_url: str, receiver: ThreadedReceiver
+) -> None:
+    deployment = Deployment(tmp_path, postgres_url)
+    try:
+        deployment.serve("--no-worker")
+        deployment.import_directory()
+        for etype in (1, 2, 4):
+            deployment.rule(CALLER, etype, f"{receiver.url}/caller")
+        for etype in (0, 2, 3):
+            deployment.rule(CALLEE, etype, f"{receiver.url}/callee")
+        for name in ("w1", "w2", "w3"):
+            deployment.worker(name)
+        calls = [call_events(f"pg-{i}", CALLER, CALLEE, answered=True) for i in range(150)]
+        with httpx.Client() as client:
+            for i in range(0, len(calls), 5):
+                deployment.ingest(list(itertools.chain(*calls[i : i + 5])), client)
+        expected = 150 * 6
+        got = receiver.wait_until(lambda got: len(got) >= expected, WAIT)
+        threading.Event().wait(1.0)  # anything sent twice would arrive now
+        got = receiver.requests
+        assert len(got) == expected
+        assert len(distinct_ids(got)) == expected, "each delivery sent exactly once"
+        sequences: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for r in got:  # in arrival order
+            sequences[(r.path, r.params["CallID"])].append(int(r.headers["x-callhook-seq"]))
+        assert len(sequences) == 300
+        assert all(seq == sorted(seq) and len(seq) == 3 for seq in sequences.values())
+        sample = deployment.deliveries()[::10]
+        workers = {a["worker"] for d in sample for a in _log(deployment, d)}
+        assert workers == {"w1", "w2", "w3"}, "the work was shared"
+    finally:
+        deployment.close()
+
+
+def _log(deployment: Deployment, delivery: dict[str, object]) -> list[dict[str, str]]:
+    shown = deployment.api("GET", f"/callhook/v1/deliveries/{delivery['id']}").json()
+    log: list[dict[str, str]] = shown["attempt_log"]
+    return log
