@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -38,7 +38,10 @@ def _time(name: str, raw: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         raise RequestInvalid(f"{name} needs a UTC offset (add Z or +HH:MM): {raw!r}.")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise RequestInvalid(f"{name} is out of range: {raw!r}.") from None
 
 
 def parse_filters(who: Principal, params: Mapping[str, str]) -> Filters:

@@ -25,8 +25,9 @@ class SigningKeys:
         now = self.clock()
         async with self.engine.begin() as conn:
             keys = await signing.app_secrets(conn, who.app_id, new_secret, now, GRACE)
+            rotated = await signing.rotated_at(conn, who.app_id)
         assert keys is not None  # the token's app exists, or the token would be gone
-        return _render(keys, now)
+        return _render(keys, rotated)
 
     async def rotate(self, who: Principal) -> dict[str, Any]:
         now = self.clock()
@@ -38,9 +39,9 @@ class SigningKeys:
         return _render(keys, now)
 
 
-def _render(keys: list[str], now: datetime) -> dict[str, Any]:
+def _render(keys: list[str], rotated: datetime | None) -> dict[str, Any]:
     doc: dict[str, Any] = {"secret": keys[0]}
-    if len(keys) > 1:
+    if len(keys) > 1 and rotated is not None:
         doc["previous_secret"] = keys[1]
-        doc["previous_signs_until"] = (now + GRACE).isoformat()
+        doc["previous_signs_until"] = (rotated + GRACE).isoformat()
     return doc

@@ -86,7 +86,12 @@ class Worker:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                claimed = await self._claim_and_start()
+                try:
+                    claimed = await self._claim_and_start()
+                except Exception as exc:
+                    # the database went away or is busy: keep the worker alive, try again
+                    log.warning("claiming deliveries failed, retrying: %s", exc)
+                    claimed = 0
                 if claimed:
                     continue
                 self._kick.clear()

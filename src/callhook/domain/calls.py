@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -390,7 +390,10 @@ def _time(doc: Mapping[str, Any], where: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         raise EventInvalid(f"{where}time: {raw!r} has no UTC offset; add Z or +HH:MM")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise EventInvalid(f"{where}time: {raw!r} is out of range") from None
 
 
 def parse_event(doc: Any, where: str = "") -> CallEvent:

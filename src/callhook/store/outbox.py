@@ -237,34 +237,36 @@ async def claim(
 
     On PostgreSQL the rows are locked with SKIP LOCKED, so workers never claim the same one.
     """
+    cand = deliveries.alias("cand")
     earlier = deliveries.alias("earlier")
     blocked = exists().where(
         and_(
-            earlier.c.order_key == deliveries.c.order_key,
-            earlier.c.id < deliveries.c.id,
+            earlier.c.order_key == cand.c.order_key,
+            earlier.c.id < cand.c.id,
             earlier.c.state == PENDING,
         )
     )
-    query = select(*_JOB_COLUMNS).where(
-        deliveries.c.state == PENDING,
-        deliveries.c.next_at <= now,
-        (deliveries.c.lease_until.is_(None)) | (deliveries.c.lease_until < now),
+    due = select(cand.c.id).where(
+        cand.c.state == PENDING,
+        cand.c.next_at <= now,
+        (cand.c.lease_until.is_(None)) | (cand.c.lease_until < now),
         ~blocked,
     )
     if skip_hosts:
-        query = query.where(deliveries.c.host.not_in(list(skip_hosts)))
-    query = query.order_by(deliveries.c.next_at, deliveries.c.id).limit(limit)
+        due = due.where(cand.c.host.not_in(list(skip_hosts)))
+    due = due.order_by(cand.c.next_at, cand.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=deliveries)
-    rows = list(await conn.execute(query))
-    if not rows:
-        return []
-    await conn.execute(
+        due = due.with_for_update(skip_locked=True, of=cand)
+    # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
+    # would have to upgrade its read lock, which fails instead of waiting when others write)
+    claimed = (
         update(deliveries)
-        .where(deliveries.c.id.in_([r.id for r in rows]))
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
         .values(lease_until=now + lease, lease_owner=owner)
+        .returning(*_JOB_COLUMNS)
     )
-    return [Job(**r._asdict()) for r in rows]
+    rows = list(await conn.execute(claimed))
+    return sorted((Job(**r._asdict()) for r in rows), key=lambda job: job.id)
 
 
 async def release(conn: AsyncConnection, ids: Sequence[int], owner: str, next_at: datetime) -> None:

@@ -64,6 +64,12 @@ async def _current(conn: AsyncConnection, app_id: int) -> str:
     return value
 
 
+async def rotated_at(conn: AsyncConnection, app_id: int) -> datetime | None:
+    query = select(apps.c.signing_rotated).where(apps.c.id == app_id)
+    value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+    return value
+
+
 async def rotate(conn: AsyncConnection, app_id: int, secret: str, now: datetime) -> None:
     await conn.execute(
         update(apps)

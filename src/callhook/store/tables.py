@@ -214,7 +214,7 @@ deliveries = Table(
     Column("call_id", String(200), nullable=False, index=True),
     Column("seq", Integer, nullable=False),
     Column("event_type", SmallInteger, nullable=False),
-    Column("extension", String(20), nullable=False),
+    Column("extension", String(30), nullable=False),
     #: path of the extension's owner when the delivery was made (subtree access)
     Column("owner_path", String(200), nullable=False, index=True),
     Column("rule_id", String(30), nullable=False),

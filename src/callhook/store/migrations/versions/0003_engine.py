@@ -84,7 +84,7 @@ def upgrade() -> None:
         sa.Column("call_id", sa.String(200), nullable=False),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("event_type", sa.SmallInteger, nullable=False),
-        sa.Column("extension", sa.String(20), nullable=False),
+        sa.Column("extension", sa.String(30), nullable=False),
         sa.Column("owner_path", sa.String(200), nullable=False),
         sa.Column("rule_id", sa.String(30), nullable=False),
         sa.Column("app_id", Id, nullable=True),
