@@ -4,6 +4,7 @@ ingest API, the worker delivering to a real HTTP receiver on 127.0.0.1 (both eng
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -304,3 +305,38 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
         "callhook_attempt_latency_seconds_bucket",
     ):
         assert name in response.text
+
+
+async def test_an_address_refused_at_send_time_fails_with_the_reason_recorded(
+    world: World,
+    client: httpx.AsyncClient,
+    components: Components,
+    receiver: Receiver,
+    source: dict[str, str],
+) -> None:
+    # the API allowed 127.0.0.1 when the rule was made; this worker's allow-list no longer does
+    await rule(world, "alice", ALICE, 0, f"{receiver.url}/a")
+    strict = build(dataclasses.replace(components.settings, allow_networks=""))
+    worker, _ = build_worker(strict)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(worker, stop, owns_database=False))
+    try:
+        await ingest(client, source, answered_call("call-7")[0])
+        auth = await world.auth("alice")
+        for _ in range(200):
+            (delivery,) = (
+                await client.get("/callhook/v1/deliveries?call_id=call-7", headers=auth)
+            ).json()["deliveries"]
+            if delivery["state"] != "pending":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await strict.engine.dispose()
+    assert delivery["state"] == "failed"
+    assert "loopback" in delivery["last_error"]
+    assert "CALLHOOK_ALLOW_NETWORKS" in delivery["last_error"]
+    assert receiver.requests == []
+    shown = (await client.get(f"/callhook/v1/deliveries/{delivery['id']}", headers=auth)).json()
+    assert shown["attempt_log"][0]["error_class"] == "refused_destination"

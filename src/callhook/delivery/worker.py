@@ -25,7 +25,7 @@ from callhook.delivery.breaker import NOT_HOST_FAILURES, CircuitBreaker, counts_
 from callhook.delivery.metrics import Metrics, result_label
 from callhook.delivery.sender import AttemptResult, Sender
 from callhook.domain.payloads import Timeouts, build_request, new_secret, sign_all, split_url
-from callhook.domain.retry import Outcome, RetryPolicy, decide, parse_retry_after
+from callhook.domain.retry import Decision, Outcome, RetryPolicy, decide, parse_retry_after
 from callhook.store import outbox, signing
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class Worker:
                 attempt,
                 state=decision.outcome.value,
                 next_at=decision.next_at,
-                reason=None if decision.outcome is Outcome.DELIVERED else decision.reason,
+                reason=None if decision.outcome is Outcome.DELIVERED else _reason(decision, result),
             )
         self._observe(job, result, decision.outcome, kept)
 
@@ -276,20 +276,26 @@ class Worker:
         if outcome is not Outcome.RETRY:
             self.metrics.deliveries.labels(outcome.value).inc()
         log.info(
-            "delivery attempt delivery_id=%s call_id=%s seq=%s url_host=%s status=%s "
-            "error=%s ms=%d outcome=%s%s",
-            job.webhook_id,
-            job.call_id,
-            job.seq,
-            job.host,
-            result.status,
-            result.error_class,
-            round(result.latency_ms),
-            outcome.value,
-            "" if kept else " (lease lost: another worker took it over)",
+            "delivery attempt",
+            extra={
+                "delivery_id": job.webhook_id,
+                "call_id": job.call_id,
+                "seq": job.seq,
+                "url_host": job.host,
+                "status": result.status,
+                "error": result.error_class,
+                "ms": round(result.latency_ms),
+                "outcome": outcome.value,
+                "lease_lost": not kept,
+            },
         )
 
     async def drain(self) -> None:
         """Wait for the requests in flight (used at shutdown)."""
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+
+def _reason(decision: Decision, result: AttemptResult) -> str:
+    """What the delivery log shows: the decision, with the error's own words when there is one."""
+    return f"{decision.reason} ({result.error})" if result.error else decision.reason
