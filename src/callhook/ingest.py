@@ -97,7 +97,7 @@ class Ingest:
         self.clock = clock
         self.wake = wake
         self._waiting: list[_Pending] = []
-        self._lock = asyncio.Lock()
+        self._committer: asyncio.Future[None] | None = None
 
     async def authenticate(self, token: str | None) -> Source:
         if not token:
@@ -114,11 +114,24 @@ class Ingest:
     async def accept(self, source: Source, events: Sequence[CallEvent]) -> Result:
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Pending(source, events, done))
-        async with self._lock:
-            if not done.done():
-                group, self._waiting = self._waiting, []
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._drain())
+        # shielded: a client that hangs up must not cancel a commit others are waiting on
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        """Commit what is waiting, group after group, until nothing is. (The check that ends
+        the loop and the task's end happen with no await between: nothing can be stranded.)"""
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
                 await self._commit_group(group)
-        return await done
+            except BaseException as exc:
+                for one in group:
+                    if not one.done.done():
+                        one.done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
 
     async def _commit_group(self, group: list[_Pending]) -> None:
         try:
@@ -142,6 +155,13 @@ class Ingest:
         tx = _Transaction()
         results = []
         async with self.engine.begin() as conn:
+            # lock every call of the group first, in one order: two processes committing
+            # groups with the same calls cannot deadlock
+            keys = sorted({(p.source.id, e.call_id) for p in group for e in p.events})
+            for source_id, call_id in keys:
+                tx.calls[(source_id, call_id)] = await outbox.lock_call(
+                    conn, source_id, call_id, now
+                )
             for pending in group:
                 result = Result()
                 for event in pending.events:

@@ -340,3 +340,19 @@ async def test_an_address_refused_at_send_time_fails_with_the_reason_recorded(
     assert receiver.requests == []
     shown = (await client.get(f"/callhook/v1/deliveries/{delivery['id']}", headers=auth)).json()
     assert shown["attempt_log"][0]["error_class"] == "refused_destination"
+
+
+async def test_concurrent_requests_each_get_their_own_answer(
+    world: World, client: httpx.AsyncClient, receiver: Receiver, source: dict[str, str]
+) -> None:
+    """Requests that arrive together are committed together (group commit); each still gets
+    the counts of its own events, and a re-sent one is a duplicate, whichever group it joins."""
+    await rule(world, "alice", ALICE, 0, f"{receiver.url}/a")
+    calls = [answered_call(f"group-{i}") for i in range(40)]
+    answers = await asyncio.gather(*(ingest(client, source, c) for c in calls))
+    assert answers == [{"accepted": 3, "duplicates": 0, "deliveries": 1}] * 40
+    again = await asyncio.gather(*(ingest(client, source, c[:1]) for c in calls[:10]))
+    assert again == [{"accepted": 0, "duplicates": 1, "deliveries": 0}] * 10
+    auth = await world.auth("alice")
+    listed = (await client.get("/callhook/v1/deliveries?limit=500", headers=auth)).json()
+    assert len(listed["deliveries"]) == 40
