@@ -2,12 +2,11 @@
 
 ``accept`` answers only after the call events and every delivery they cause are committed.
 Requests that arrive while a commit is running wait and are committed together in the next
-transaction (one fsync for many requests), which is what keeps SQLite fast under load.
+transaction (one fsync for many requests; store/group_commit.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -27,6 +26,7 @@ from callhook.domain.payloads import encode_params
 from callhook.domain.retry import RetryPolicy, lifetime
 from callhook.errors import SourceUnauthenticated
 from callhook.store import outbox, sources
+from callhook.store.group_commit import GroupCommit
 from callhook.store.sources import Source
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,10 @@ class Result:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Pending:
     source: Source
     events: Sequence[CallEvent]
-    done: asyncio.Future[Result]
 
 
 @dataclass(slots=True)
@@ -96,8 +95,7 @@ class Ingest:
         self.policy = policy
         self.clock = clock
         self.wake = wake
-        self._waiting: list[_Pending] = []
-        self._committer: asyncio.Future[None] | None = None
+        self._group: GroupCommit[_Pending, Result] = GroupCommit(self._commit)
 
     async def authenticate(self, token: str | None) -> Source:
         if not token:
@@ -112,45 +110,10 @@ class Ingest:
         return found
 
     async def accept(self, source: Source, events: Sequence[CallEvent]) -> Result:
-        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(source, events, done))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.ensure_future(self._drain())
-        # shielded: a client that hangs up must not cancel a commit others are waiting on
-        return await asyncio.shield(done)
-
-    async def _drain(self) -> None:
-        """Commit what is waiting, group after group, until nothing is. (The check that ends
-        the loop and the task's end happen with no await between: nothing can be stranded.)"""
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                await self._commit_group(group)
-            except BaseException as exc:
-                for one in group:
-                    if not one.done.done():
-                        one.done.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-
-    async def _commit_group(self, group: list[_Pending]) -> None:
-        try:
-            results = await self._commit(group)
-        except Exception:
-            if len(group) == 1:
-                raise
-            # one bad request must not fail the others: commit them one by one
-            for one in group:
-                try:
-                    (result,) = await self._commit([one])
-                    one.done.set_result(result)
-                except Exception as exc:
-                    one.done.set_exception(exc)
-            return
-        for one, result in zip(group, results, strict=True):
-            one.done.set_result(result)
+        return await self._group.submit(_Pending(source, events))
 
     async def _commit(self, group: Sequence[_Pending]) -> list[Result]:
+        """One transaction for a whole group of requests."""
         now = self.clock()
         tx = _Transaction()
         results = []

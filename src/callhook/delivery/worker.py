@@ -15,7 +15,7 @@ import random
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +27,7 @@ from callhook.delivery.sender import AttemptResult, Sender
 from callhook.domain.payloads import Timeouts, build_request, new_secret, sign_all, split_url
 from callhook.domain.retry import Decision, Outcome, RetryPolicy, decide, parse_retry_after
 from callhook.store import outbox, signing
+from callhook.store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,15 @@ class WorkerOptions:
     #: longest sleep when idle: bounds how late a retry or an expired lease is noticed
     idle_poll: float = 1.0
     secret_grace: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    job: outbox.Job
+    attempt: outbox.Attempt
+    state: str
+    next_at: datetime | None
+    reason: str | None
 
 
 def worker_name() -> str:
@@ -75,6 +85,7 @@ class Worker:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._per_host: Counter[str] = Counter()
         self._backlog: dict[str, deque[outbox.Job]] = {}
+        self._recorder: GroupCommit[_Finished, bool] = GroupCommit(self._record_all)
         self._secrets: dict[int | None, tuple[float, list[str]]] = {}
 
     def wake(self) -> None:
@@ -116,14 +127,32 @@ class Worker:
         return len(self._inflight) + sum(len(q) for q in self._backlog.values())
 
     async def _claim_and_start(self) -> int:
-        room = self.options.concurrency - self._waiting()
-        if room <= 0:
+        waiting = self._waiting()
+        room = self.options.concurrency - waiting
+        # claim in batches: a claim is a write (a commit), so not one per finished request
+        if room <= 0 or (waiting and room < self.options.concurrency // 4):
             return 0
         now = self.clock()
         mono = time.monotonic()
         opened = self.breaker.open_hosts(mono)
         self.metrics.open_breakers.set(len(opened))
         busy = [h for h, n in self._per_host.items() if n >= self.options.per_host]
+        to_start: list[outbox.Job] = []
+        try:
+            return await self._claim(now, mono, room, sorted({*busy, *opened}), to_start)
+        except BaseException:
+            for job in to_start:  # the claim was rolled back: free the slots it had taken
+                self._per_host[job.host] -= 1
+            raise
+
+    async def _claim(
+        self,
+        now: datetime,
+        mono: float,
+        room: int,
+        skip: list[str],
+        to_start: list[outbox.Job],
+    ) -> int:
         async with self.engine.begin() as conn:
             jobs = await outbox.claim(
                 conn,
@@ -131,27 +160,43 @@ class Worker:
                 owner=self.name,
                 lease=self.options.lease,
                 limit=min(room, self.options.batch),
-                skip_hosts=sorted({*busy, *opened}),
+                skip_hosts=skip,
             )
+            # decide for every job before any await, then commit, and only then send: a
+            # request that finished before the lease was committed could not be recorded
+            # (its UPDATE would not see the lease yet)
+            expired: list[outbox.Job] = []
+            to_queue: list[outbox.Job] = []
             held_back: list[int] = []
-            started = 0
+            queued: Counter[str] = Counter()
             for job in jobs:
+                host = job.host
                 if job.expires_at <= now:
-                    await self._expire(conn, job)
-                    started += 1
-                elif self._per_host[job.host] >= self.options.per_host:
-                    # over the host's cap: wait here, leased, for one of its slots to free up
-                    self._backlog.setdefault(job.host, deque()).append(job)
-                    started += 1
-                elif not self.breaker.allows(job.host, mono):
+                    expired.append(job)
+                elif self._per_host[host] >= self.options.per_host:
+                    if len(self._backlog.get(host, ())) + queued[host] < self.options.per_host:
+                        # over the host's cap: wait here, leased, for one of its slots
+                        to_queue.append(job)
+                        queued[host] += 1
+                    else:
+                        # a slow host must not fill this worker: back to the queue
+                        held_back.append(job.id)
+                elif not self.breaker.allows(host, mono):
                     held_back.append(job.id)
                 else:
-                    self._start(job)
-                    started += 1
+                    self._per_host[host] += 1  # the slot is taken now, the task starts below
+                    to_start.append(job)
+            for job in expired:
+                await self._expire(conn, job)
             if held_back:
-                # the breaker's host: try again when a probe may go (it delays, never drops)
-                await outbox.release(conn, held_back, self.name, now + timedelta(seconds=1))
-        return started
+                # busy or broken hosts: back to the queue, still due; claims skip those hosts
+                # until a slot frees up or the breaker lets a probe through
+                await outbox.release(conn, held_back, self.name, now)
+        for job in to_queue:
+            self._backlog.setdefault(job.host, deque()).append(job)
+        for job in to_start:
+            self._inflight[job.id] = asyncio.ensure_future(self._deliver(job))
+        return len(expired) + len(to_queue) + len(to_start)
 
     async def _expire(self, conn: AsyncConnection, job: outbox.Job) -> None:
         await outbox.finish_attempt(
@@ -187,12 +232,14 @@ class Worker:
             await outbox.release(conn, [j.id for j in jobs], self.name, now + timedelta(seconds=1))
 
     async def _deliver(self, job: outbox.Job) -> None:
+        finished: _Finished | None = None
         try:
-            await self._attempt(job)
+            finished, result = await self._attempt(job)
         except Exception:
             log.exception("delivery attempt crashed delivery_id=%s", job.webhook_id)
         finally:
-            self._inflight.pop(job.id, None)
+            # the request is over: its host slot goes to the next delivery at once, while this
+            # one's outcome is being recorded
             self._per_host[job.host] -= 1
             if self._per_host[job.host] <= 0:
                 del self._per_host[job.host]
@@ -200,6 +247,14 @@ class Worker:
                 await self._next_of(job.host)
             except Exception:
                 log.exception("could not start the next delivery to %s", job.host)
+        try:
+            if finished is not None:
+                kept = await self._recorder.submit(finished)
+                self._observe(job, result, Outcome(finished.state), kept)
+        except Exception:
+            log.exception("recording an attempt failed delivery_id=%s", job.webhook_id)
+        finally:
+            self._inflight.pop(job.id, None)
             self._kick.set()
 
     async def _keys(self, app_id: int | None, now: datetime) -> list[str]:
@@ -216,7 +271,8 @@ class Worker:
         self._secrets[app_id] = (time.monotonic() + 5.0, keys)
         return keys
 
-    async def _attempt(self, job: outbox.Job) -> None:
+    async def _attempt(self, job: outbox.Job) -> tuple[_Finished, AttemptResult]:
+        """Send one attempt and decide what follows (recording it is the caller's)."""
         url, timeouts = split_url(job.url, self.timeouts)
         now = self.clock()
         stamp = int(now.timestamp())
@@ -257,16 +313,14 @@ class Worker:
             snippet=result.snippet,
             worker=self.name,
         )
-        async with self.engine.begin() as conn:
-            kept = await outbox.finish_attempt(
-                conn,
-                job,
-                attempt,
-                state=decision.outcome.value,
-                next_at=decision.next_at,
-                reason=None if decision.outcome is Outcome.DELIVERED else _reason(decision, result),
-            )
-        self._observe(job, result, decision.outcome, kept)
+        finished = _Finished(
+            job,
+            attempt,
+            decision.outcome.value,
+            decision.next_at,
+            None if decision.outcome is Outcome.DELIVERED else _reason(decision, result),
+        )
+        return finished, result
 
     def _observe(
         self, job: outbox.Job, result: AttemptResult, outcome: Outcome, kept: bool
@@ -289,6 +343,16 @@ class Worker:
                 "lease_lost": not kept,
             },
         )
+
+    async def _record_all(self, finished: Sequence[_Finished]) -> list[bool]:
+        """Attempts finished meanwhile, recorded in one transaction (group commit)."""
+        async with self.engine.begin() as conn:
+            return [
+                await outbox.finish_attempt(
+                    conn, f.job, f.attempt, state=f.state, next_at=f.next_at, reason=f.reason
+                )
+                for f in finished
+            ]
 
     async def drain(self) -> None:
         """Wait for the requests in flight (used at shutdown)."""

@@ -256,15 +256,28 @@ async def claim(
         due = due.where(cand.c.host.not_in(list(skip_hosts)))
     due = due.order_by(cand.c.next_at, cand.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=cand)
-    # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
-    # would have to upgrade its read lock, which fails instead of waiting when others write)
-    claimed = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(lease_until=now + lease, lease_owner=owner)
-        .returning(*_JOB_COLUMNS)
-    )
+        # a materialized CTE locks the rows once; as a plain IN (subquery) PostgreSQL may run
+        # the LIMIT ... SKIP LOCKED subquery again and update rows it never locked
+        locked = (
+            due.with_for_update(skip_locked=True, of=cand)
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        claimed = (
+            update(deliveries)
+            .where(deliveries.c.id == locked.c.id)
+            .values(lease_until=now + lease, lease_owner=owner)
+            .returning(*_JOB_COLUMNS)
+        )
+    else:
+        # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
+        # would have to upgrade its read lock, which fails instead of waiting when others write)
+        claimed = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(due.scalar_subquery()))
+            .values(lease_until=now + lease, lease_owner=owner)
+            .returning(*_JOB_COLUMNS)
+        )
     rows = list(await conn.execute(claimed))
     return sorted((Job(**r._asdict()) for r in rows), key=lambda job: job.id)
 
