@@ -105,6 +105,18 @@ async def ingest(client: httpx.AsyncClient, source: dict[str, str], body: Any) -
     return result
 
 
+async def settled(client: httpx.AsyncClient, auth: dict[str, str], call_id: str) -> dict[str, Any]:
+    """The one delivery of ``call_id`` once it is no longer pending (or after 10 s)."""
+    for _ in range(200):
+        listed = await client.get(f"/callhook/v1/deliveries?call_id={call_id}", headers=auth)
+        (delivery,) = listed.json()["deliveries"]
+        if delivery["state"] != "pending":
+            break
+        await asyncio.sleep(0.05)
+    found: dict[str, Any] = delivery
+    return found
+
+
 async def test_an_answered_call_reaches_the_receiver_exactly_as_voipnow_sends_it(
     world: World,
     client: httpx.AsyncClient,
@@ -196,12 +208,7 @@ async def test_retries_then_delivers_and_the_log_shows_every_attempt(
     got = await receiver.wait_for(3)
     assert len({r.webhook_id for r in got}) == 1  # one delivery, the same id on each attempt
     auth = await world.auth("alice")
-    for _ in range(100):
-        listed = (await client.get("/callhook/v1/deliveries?call_id=call-4", headers=auth)).json()
-        if listed["deliveries"][0]["state"] == "delivered":
-            break
-        await asyncio.sleep(0.05)
-    (delivery,) = listed["deliveries"]
+    delivery = await settled(client, auth, "call-4")
     assert delivery["state"] == "delivered"
     assert delivery["attempts"] == 3
     shown = (await client.get(f"/callhook/v1/deliveries/{delivery['id']}", headers=auth)).json()
@@ -224,13 +231,7 @@ async def test_a_4xx_is_final_and_replay_sends_it_again(
     await ingest(client, source, [start, end])
     await receiver.wait_for(1)
     auth = await world.auth("alice")
-    for _ in range(100):
-        (delivery,) = (
-            await client.get("/callhook/v1/deliveries?call_id=call-5", headers=auth)
-        ).json()["deliveries"]
-        if delivery["state"] != "pending":
-            break
-        await asyncio.sleep(0.05)
+    delivery = await settled(client, auth, "call-5")
     assert delivery["state"] == "failed"
     assert "404" in delivery["last_error"]
     replayed = await client.post(f"/callhook/v1/deliveries/{delivery['id']}/replay", headers=auth)
@@ -323,13 +324,7 @@ async def test_an_address_refused_at_send_time_fails_with_the_reason_recorded(
     try:
         await ingest(client, source, answered_call("call-7")[0])
         auth = await world.auth("alice")
-        for _ in range(200):
-            (delivery,) = (
-                await client.get("/callhook/v1/deliveries?call_id=call-7", headers=auth)
-            ).json()["deliveries"]
-            if delivery["state"] != "pending":
-                break
-            await asyncio.sleep(0.05)
+        delivery = await settled(client, auth, "call-7")
     finally:
         stop.set()
         await task
