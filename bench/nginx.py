@@ -1,0 +1,142 @@
+"""A fast receiver: nginx from Debian answering 204, logging when each request arrived.
+
+nginx costs almost no CPU, so what a benchmark measures is callhook, not its receiver. Its
+access log has one line per request: the arrival time (``$msec``, seconds since the epoch
+with milliseconds), the ``webhook-id`` header and the URI.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+CONFIG = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    log_format arrivals '$msec $http_webhook_id $uri';
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            access_log {dir}/arrivals.log arrivals buffer=256k flush=200ms;
+            return 204;
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_installed() -> str:
+    """The nginx binary; `make bench` installs Debian's nginx-light when it is missing."""
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+    if found is None:
+        raise SystemExit(
+            "nginx is not installed: run `make bench` (it installs Debian's nginx-light), "
+            "or `apt-get install nginx-light`."
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    at: float
+    webhook_id: str
+    uri: str
+
+
+class Nginx:
+    """``with Nginx() as receiver:`` a receiver on 127.0.0.1:``receiver.port``."""
+
+    def __init__(self) -> None:
+        self.binary = ensure_installed()
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="callhook-bench-nginx-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Nginx:
+        conf = self._dir / "nginx.conf"
+        conf.write_text(CONFIG.format(dir=self._dir, port=self.port), "utf-8")
+        self._proc = subprocess.Popen(
+            [self.binary, "-p", str(self._dir), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise SystemExit(f"nginx did not start: {err.strip()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("nginx did not start listening within 10 s")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._proc is not None:
+            self._proc.terminate()  # SIGTERM: nginx flushes its buffered log and exits
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def reopen(self) -> None:
+        """Start a new arrivals log (the previous run's lines are dropped)."""
+        log = self._dir / "arrivals.log"
+        log.unlink(missing_ok=True)
+        if self._proc is not None:
+            self._proc.send_signal(10)  # SIGUSR1: reopen log files
+            time.sleep(0.3)
+
+    def arrivals(self) -> list[Arrival]:
+        """Everything received so far (waits for nginx to flush its log buffer)."""
+        if self._proc is not None:
+            self._proc.send_signal(10)  # SIGUSR1 flushes and reopens the log
+            time.sleep(0.5)
+        found: list[Arrival] = []
+        for path in sorted(self._dir.glob("arrivals.log*")):
+            for line in path.read_text("utf-8", "replace").splitlines():
+                parts = line.split(" ")
+                if len(parts) == 3:
+                    found.append(Arrival(float(parts[0]), parts[1], parts[2]))
+        return found
+
+    def count(self) -> int:
+        return len(self.arrivals())
