@@ -12,7 +12,7 @@ import logging
 import secrets
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook import crypto
 from callhook.domain.accounts import parse_extension
-from callhook.domain.calls import CallEvent, Fired, apply
+from callhook.domain.calls import CallEvent, Fired, Trigger, apply
 from callhook.domain.payloads import encode_params
 from callhook.domain.retry import RetryPolicy, lifetime
 from callhook.errors import SourceUnauthenticated
@@ -36,7 +36,14 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 def new_webhook_id() -> str:
-    return "msg_" + "".join(secrets.choice(_ALPHABET) for _ in range(27))
+    """``msg_`` and 27 letters or digits: 160 random bits from one read of the system's
+    random source (``secrets.choice`` per character would read it 27 times)."""
+    number = int.from_bytes(secrets.token_bytes(20))
+    chars = []
+    for _ in range(27):
+        number, digit = divmod(number, 62)
+        chars.append(_ALPHABET[digit])
+    return "msg_" + "".join(chars)
 
 
 def order_key(url: str, call_ref: int) -> str:
@@ -74,12 +81,13 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Transaction:
-    """What one commit group has looked up so far."""
+class _Applied:
+    """One accepted event of a commit group and the triggers it fired."""
 
-    calls: dict[tuple[int, str], outbox.CallRow] = field(default_factory=dict)
-    rules: dict[tuple[str, int], list[outbox.Rule]] = field(default_factory=dict)
-    made: int = 0
+    call: outbox.CallRow
+    call_id: str
+    fired: list[Fired]
+    result: Result
 
 
 class Ingest:
@@ -113,68 +121,73 @@ class Ingest:
         return await self._group.submit(_Pending(source, events))
 
     async def _commit(self, group: Sequence[_Pending]) -> list[Result]:
-        """One transaction for a whole group of requests."""
+        """One transaction for a whole group of requests, in a fixed number of statements:
+        lock the calls, find the known event ids, apply the events in memory, look up every
+        rule the group needs at once, then insert the events and deliveries and save the calls.
+        """
         now = self.clock()
-        tx = _Transaction()
-        results = []
+        by_source: dict[int, set[str]] = {}
+        for pending in group:
+            by_source.setdefault(pending.source.id, set()).update(e.call_id for e in pending.events)
         async with self.engine.begin() as conn:
-            # lock every call of the group first, in one order: two processes committing
-            # groups with the same calls cannot deadlock
-            keys = sorted({(p.source.id, e.call_id) for p in group for e in p.events})
-            for source_id, call_id in keys:
-                tx.calls[(source_id, call_id)] = await outbox.lock_call(
-                    conn, source_id, call_id, now
-                )
+            calls: dict[tuple[int, str], outbox.CallRow] = {}
+            seen: set[tuple[int, str]] = set()
+            # lock every call of the group first, in one order (sources, then call ids): two
+            # processes committing groups with the same calls cannot deadlock
+            for source_id in sorted(by_source):
+                locked = await outbox.lock_calls(conn, source_id, list(by_source[source_id]), now)
+                calls.update(((source_id, cid), row) for cid, row in locked.items())
+                ids = [e.event_id for p in group if p.source.id == source_id for e in p.events]
+                known = await outbox.known_events(conn, source_id, ids)
+                seen.update((source_id, event_id) for event_id in known)
+            applied, events, results = [], [], []
             for pending in group:
                 result = Result()
-                for event in pending.events:
-                    await self._one(conn, tx, pending.source, event, now, result)
                 results.append(result)
-            for call in tx.calls.values():
-                await outbox.save_call(conn, call, now)
-            if tx.made and conn.dialect.name == "postgresql":
+                for event in pending.events:
+                    key = (pending.source.id, event.event_id)
+                    if key in seen:
+                        result.duplicates += 1
+                        continue
+                    seen.add(key)
+                    result.accepted += 1
+                    call = calls[(pending.source.id, event.call_id)]
+                    step = apply(call.state, event)
+                    call.state = step.state
+                    events.append(outbox.NewEvent(pending.source.id, call.id, event, step.ignored))
+                    if step.fired:
+                        applied.append(_Applied(call, event.call_id, step.fired, result))
+            made = await self._deliveries(conn, applied, now)
+            await outbox.insert_events(conn, events, now)
+            await outbox.insert_deliveries(conn, made, now)
+            await outbox.save_calls(conn, list(calls.values()), now)
+            if made and conn.dialect.name == "postgresql":
                 await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        if tx.made:
+        if made:
             self.wake()
         return results
 
-    async def _one(
-        self,
-        conn: AsyncConnection,
-        tx: _Transaction,
-        source: Source,
-        event: CallEvent,
-        now: datetime,
-        result: Result,
-    ) -> None:
-        key = (source.id, event.call_id)
-        call = tx.calls.get(key)
-        if call is None:
-            call = tx.calls[key] = await outbox.lock_call(conn, source.id, event.call_id, now)
-        applied = apply(call.state, event)
-        if not await outbox.record_event(conn, source.id, call, event, applied.ignored, now):
-            result.duplicates += 1
-            return
-        result.accepted += 1
-        call.state = applied.state
+    async def _deliveries(
+        self, conn: AsyncConnection, applied: Sequence[_Applied], now: datetime
+    ) -> list[outbox.NewDelivery]:
+        """The deliveries the fired triggers cause, in the order they fired."""
+        wanted: dict[tuple[str, Trigger], outbox.RuleKey] = {}
+        for item in applied:
+            for fired in item.fired:
+                if (fired.extension, fired.trigger) not in wanted:
+                    ref = parse_extension(fired.extension)
+                    assert ref.org_code is not None
+                    key = (ref.org_code, ref.short, int(fired.trigger))
+                    wanted[(fired.extension, fired.trigger)] = key
+        rules = await outbox.rules_for_many(conn, set(wanted.values())) if wanted else {}
         made: list[outbox.NewDelivery] = []
-        for fired in applied.fired:
-            for rule in await self._rules(conn, tx, fired):
-                call.seq += 1
-                made.append(self._delivery(call, event.call_id, fired, rule, now))
-        await outbox.insert_deliveries(conn, made, now)
-        result.deliveries += len(made)
-        tx.made += len(made)
-
-    async def _rules(
-        self, conn: AsyncConnection, tx: _Transaction, fired: Fired
-    ) -> list[outbox.Rule]:
-        key = (fired.extension, int(fired.trigger))
-        if key not in tx.rules:
-            ref = parse_extension(fired.extension)
-            assert ref.org_code is not None
-            tx.rules[key] = await outbox.rules_for(conn, ref.org_code, ref.short, key[1])
-        return tx.rules[key]
+        for item in applied:
+            for fired in item.fired:
+                for rule in rules[wanted[(fired.extension, fired.trigger)]]:
+                    item.call.seq += 1
+                    made.append(self._delivery(item.call, item.call_id, fired, rule, now))
+                    item.result.deliveries += 1
+        return made
 
     def _delivery(
         self, call: outbox.CallRow, call_id: str, fired: Fired, rule: outbox.Rule, now: datetime

@@ -80,6 +80,11 @@ class Service:
         self.clock = clock
         self.allow = allow
 
+    def reading(self) -> AsyncConnection:
+        """A connection for reads (``async with service.reading() as conn``): one per request
+        authenticates and reads, rather than one checkout for each step."""
+        return self.engine.connect()
+
     def _check_destination(self, url: str) -> None:
         reason = url_refusal(url, self.allow)
         if reason is not None:
@@ -87,14 +92,21 @@ class Service:
 
     # --- bearer tokens ------------------------------------------------------------------------
 
-    async def authenticate(self, token: str | None) -> Principal:
+    async def authenticate(
+        self, token: str | None, conn: AsyncConnection | None = None
+    ) -> Principal:
+        """Who the bearer token acts as; ``conn``: on this connection (else on its own)."""
         if not token:
             raise Unauthenticated(
                 "An access token is required: send 'Authorization: Bearer TOKEN' "
                 "(get one from POST /oauth/token.php)."
             )
-        async with self.engine.connect() as conn:
-            found = await credentials.find_token(conn, crypto.hash_token(token))
+        digest = crypto.hash_token(token)
+        if conn is None:
+            async with self.reading() as own:
+                found = await credentials.find_token(own, digest)
+        else:
+            found = await credentials.find_token(conn, digest)
         if found is None:
             raise Unauthenticated("The access token is unknown.")
         record, account = found
@@ -144,10 +156,15 @@ class Service:
             )
         return Target(extension=ext, user_text=user_text)
 
-    async def check_target(self, who: Principal, user_text: str, ext_text: str) -> None:
+    async def check_target(
+        self, who: Principal, user_text: str, ext_text: str, conn: AsyncConnection | None = None
+    ) -> None:
         """Raise the error a request for this userId and extension gets, if any."""
-        async with self.engine.connect() as conn:
+        if conn is not None:
             await self._target(conn, who, user_text, ext_text)
+            return
+        async with self.reading() as own:
+            await self._target(own, who, user_text, ext_text)
 
     @staticmethod
     def _render(target: Target, origin: str, event: PhoneCallEvent) -> dict[str, Any]:
@@ -204,9 +221,14 @@ class Service:
         params: Sequence[tuple[str, str]],
         origin: str,
         request_path: str,
+        conn: AsyncConnection | None = None,
     ) -> dict[str, Any]:
         query = listing.parse_query(dict(params), FIELDS)
-        async with self.engine.connect() as conn:
+        if conn is None:
+            async with self.reading() as own:
+                target = await self._target(own, who, user_text, ext_text)
+                found = await self._select(own, target, path_type, event_id)
+        else:
             target = await self._target(conn, who, user_text, ext_text)
             found = await self._select(conn, target, path_type, event_id)
         records = [self._render(target, origin, e) for e in found]

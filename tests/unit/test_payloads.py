@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import base64
 import time
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -191,3 +193,24 @@ def test_new_secrets_are_whsec_base64_of_24_bytes() -> None:
 def test_malformed_secrets_are_refused(secret: str) -> None:
     with pytest.raises(ValueError, match="secret"):
         sign(secret, "m", 1, "p")
+
+
+@settings(
+    max_examples=300,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(PARAM_ORDER),
+        st.none()
+        | st.text(max_size=12)
+        | st.from_regex(r"[A-Za-z0-9*+ _.~-]{0,12}", fullmatch=True),
+    )
+)
+def test_encode_params_is_byte_for_byte_urlencode(params: dict[str, str | None]) -> None:
+    """The fast path (values that need no quoting) changes nothing in the bytes sent."""
+    pairs = [(name, value) for name in PARAM_ORDER if (value := params.get(name))]
+    assert encode_params(params) == urlencode(pairs, quote_via=quote_plus)

@@ -1,8 +1,12 @@
 """The worker loop: claim due deliveries, send them, record every attempt.
 
-Isolation: at most ``per_host`` requests in flight to one host, and hosts whose circuit breaker
-is open are not claimed, so a dead or slow receiver holds only its own deliveries (a tripped
-breaker delays them; it never drops them). Order per (url, call) is kept by the claim query.
+Claimed deliveries wait in this worker in one queue per receiver (host:port), at most
+``queue_per_host`` of them; at most ``per_host`` requests are in flight to one receiver and
+``concurrency`` in all. So a dead or slow receiver holds only its own deliveries (a tripped
+breaker delays them; it never drops them), and a fast one is never waiting for a claim: its
+queue is refilled in large batches while its requests run. Order per (url, call) is kept by the
+claim query (the next delivery of a call to a URL is claimable only once the previous one is
+recorded). Attempts are recorded in batches (group commit).
 """
 
 from __future__ import annotations
@@ -34,22 +38,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
+    #: requests in flight, all receivers together
     concurrency: int = 64
+    #: requests in flight to one receiver (host:port)
     per_host: int = 8
+    #: claimed deliveries waiting in this worker for a slot of their receiver
+    queue_per_host: int = 64
     lease: timedelta = timedelta(seconds=90)
-    batch: int = 100
+    #: most deliveries claimed in one statement
+    batch: int = 64
     #: longest sleep when idle: bounds how late a retry or an expired lease is noticed
     idle_poll: float = 1.0
     secret_grace: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
-class _Finished:
+class _Queued:
     job: outbox.Job
-    attempt: outbox.Attempt
-    state: str
-    next_at: datetime | None
-    reason: str | None
+    #: time.monotonic() of the claim: a delivery waiting too long gives its lease back
+    claimed: float
 
 
 def worker_name() -> str:
@@ -84,8 +91,11 @@ class Worker:
         self._kick = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._per_host: Counter[str] = Counter()
-        self._backlog: dict[str, deque[outbox.Job]] = {}
-        self._recorder: GroupCommit[_Finished, bool] = GroupCommit(self._record_all)
+        self._queues: dict[str, deque[_Queued]] = {}
+        self._queued = 0
+        #: leases to give back (host's breaker opened, waited too long), with when they are due
+        self._returns: list[tuple[int, datetime]] = []
+        self._recorder: GroupCommit[outbox.Finished, bool] = GroupCommit(self._record_all)
         self._secrets: dict[int | None, tuple[float, list[str]]] = {}
 
     def wake(self) -> None:
@@ -97,15 +107,16 @@ class Worker:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                self._kick.clear()
                 try:
+                    await self._give_back()
                     claimed = await self._claim_and_start()
                 except Exception as exc:
                     # the database went away or is busy: keep the worker alive, try again
                     log.warning("claiming deliveries failed, retrying: %s", exc)
                     claimed = 0
-                if claimed:
+                if claimed and not self._full():
                     continue
-                self._kick.clear()
                 kicked = asyncio.ensure_future(self._kick.wait())
                 await asyncio.wait(
                     {kicked, stopping},
@@ -115,44 +126,39 @@ class Worker:
                 kicked.cancel()
         finally:
             stopping.cancel()
-            waiting = [j.id for q in self._backlog.values() for j in q]
-            self._backlog.clear()
+            now = self.clock()
+            self._returns += [(q.job.id, now) for queue in self._queues.values() for q in queue]
+            self._queues.clear()
+            self._queued = 0
             if self._inflight:
                 await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-            if waiting:
-                async with self.engine.begin() as conn:
-                    await outbox.release(conn, waiting, self.name, self.clock())
+            await self._give_back()
 
-    def _waiting(self) -> int:
-        return len(self._inflight) + sum(len(q) for q in self._backlog.values())
+    # --- claiming ----------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """How many more deliveries this worker may hold (in flight and queued)."""
+        most = self.options.concurrency + 2 * self.options.batch
+        return most - len(self._inflight) - self._queued
+
+    def _full(self) -> bool:
+        return self._room() < self.options.batch // 4
+
+    def _held(self, host: str) -> int:
+        return self._per_host[host] + len(self._queues.get(host, ()))
 
     async def _claim_and_start(self) -> int:
-        waiting = self._waiting()
-        room = self.options.concurrency - waiting
-        # claim in batches: a claim is a write (a commit), so not one per finished request
-        if room <= 0 or (waiting and room < self.options.concurrency // 4):
+        room = self._room()
+        if room <= 0:
             return 0
-        now = self.clock()
         mono = time.monotonic()
         opened = self.breaker.open_hosts(mono)
         self.metrics.open_breakers.set(len(opened))
-        busy = [h for h, n in self._per_host.items() if n >= self.options.per_host]
-        to_start: list[outbox.Job] = []
-        try:
-            return await self._claim(now, mono, room, sorted({*busy, *opened}), to_start)
-        except BaseException:
-            for job in to_start:  # the claim was rolled back: free the slots it had taken
-                self._per_host[job.host] -= 1
-            raise
-
-    async def _claim(
-        self,
-        now: datetime,
-        mono: float,
-        room: int,
-        skip: list[str],
-        to_start: list[outbox.Job],
-    ) -> int:
+        most = self.options.per_host + self.options.queue_per_host
+        # receivers with a full queue here are not claimed for: their deliveries stay free
+        # for other workers (and their order), and a slow receiver cannot fill this worker
+        full = [h for h in {*self._per_host, *self._queues} if self._held(h) >= most]
+        now = self.clock()
         async with self.engine.begin() as conn:
             jobs = await outbox.claim(
                 conn,
@@ -160,43 +166,32 @@ class Worker:
                 owner=self.name,
                 lease=self.options.lease,
                 limit=min(room, self.options.batch),
-                skip_hosts=skip,
+                skip_hosts=sorted({*full, *opened}),
             )
             # decide for every job before any await, then commit, and only then send: a
             # request that finished before the lease was committed could not be recorded
             # (its UPDATE would not see the lease yet)
-            expired: list[outbox.Job] = []
-            to_queue: list[outbox.Job] = []
-            held_back: list[int] = []
-            queued: Counter[str] = Counter()
+            expired = [job for job in jobs if job.expires_at <= now]
+            held_back = []
+            taking: Counter[str] = Counter()
             for job in jobs:
-                host = job.host
                 if job.expires_at <= now:
-                    expired.append(job)
-                elif self._per_host[host] >= self.options.per_host:
-                    if len(self._backlog.get(host, ())) + queued[host] < self.options.per_host:
-                        # over the host's cap: wait here, leased, for one of its slots
-                        to_queue.append(job)
-                        queued[host] += 1
-                    else:
-                        # a slow host must not fill this worker: back to the queue
-                        held_back.append(job.id)
-                elif not self.breaker.allows(host, mono):
-                    held_back.append(job.id)
+                    continue
+                if self._held(job.host) + taking[job.host] >= most:
+                    held_back.append(job.id)  # more than this worker takes for one receiver
                 else:
-                    self._per_host[host] += 1  # the slot is taken now, the task starts below
-                    to_start.append(job)
+                    taking[job.host] += 1
             for job in expired:
                 await self._expire(conn, job)
             if held_back:
-                # busy or broken hosts: back to the queue, still due; claims skip those hosts
-                # until a slot frees up or the breaker lets a probe through
                 await outbox.release(conn, held_back, self.name, now)
-        for job in to_queue:
-            self._backlog.setdefault(job.host, deque()).append(job)
-        for job in to_start:
-            self._inflight[job.id] = asyncio.ensure_future(self._deliver(job))
-        return len(expired) + len(to_queue) + len(to_start)
+        skipped = {*held_back, *(job.id for job in expired)}
+        for job in jobs:
+            if job.id not in skipped:
+                self._queues.setdefault(job.host, deque()).append(_Queued(job, mono))
+                self._queued += 1
+        self._pump()
+        return len(jobs) - len(held_back)
 
     async def _expire(self, conn: AsyncConnection, job: outbox.Job) -> None:
         await outbox.finish_attempt(
@@ -209,44 +204,71 @@ class Worker:
         )
         self.metrics.deliveries.labels(outbox.EXPIRED).inc()
 
-    def _start(self, job: outbox.Job) -> None:
-        self._per_host[job.host] += 1
-        self._inflight[job.id] = asyncio.ensure_future(self._deliver(job))
-
-    async def _next_of(self, host: str) -> None:
-        """A slot of ``host`` is free: start its next waiting job, or give them all back if
-        its breaker has opened meanwhile."""
-        queue = self._backlog.get(host)
-        if not queue:
-            self._backlog.pop(host, None)
+    async def _give_back(self) -> None:
+        """Return the leases of deliveries this worker will not send now."""
+        if not self._returns:
             return
-        if self.breaker.allows(host, time.monotonic()):
-            self._start(queue.popleft())
-            if not queue:
-                del self._backlog[host]
-            return
-        jobs = list(queue)
-        del self._backlog[host]
-        now = self.clock()
+        returns, self._returns = self._returns, []
         async with self.engine.begin() as conn:
-            await outbox.release(conn, [j.id for j in jobs], self.name, now + timedelta(seconds=1))
+            for due in sorted({at for _, at in returns}):
+                ids = [job_id for job_id, at in returns if at == due]
+                await outbox.release(conn, ids, self.name, due)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _pump(self, finished_host: str | None = None) -> None:
+        """Start queued deliveries while their receivers and the worker have free slots.
+
+        ``finished_host``: a request to it just ended; if its queue is down to half, wake the
+        claim loop to refill it (not on every request: a claim is a transaction).
+        """
+        mono = time.monotonic()
+        patience = self.options.lease.total_seconds() / 3
+        for host in list(self._queues):
+            queue = self._queues[host]
+            while queue and len(self._inflight) < self.options.concurrency:
+                if self._per_host[host] >= self.options.per_host:
+                    break
+                if not self.breaker.allows(host, mono):
+                    # the receiver's breaker opened: its deliveries go back, due when it may
+                    # be probed again (another worker may take them then)
+                    due = self.clock() + timedelta(seconds=1)
+                    self._returns += [(q.job.id, due) for q in queue]
+                    self._queued -= len(queue)
+                    queue.clear()
+                    self._kick.set()
+                    break
+                item = queue.popleft()
+                self._queued -= 1
+                if mono - item.claimed > patience:
+                    # waited here for a third of its lease: give it back rather than risk
+                    # sending it after the lease ends (another worker may have it by then)
+                    self._returns.append((item.job.id, self.clock()))
+                    self._kick.set()
+                    continue
+                self._per_host[host] += 1
+                self._inflight[item.job.id] = asyncio.ensure_future(self._deliver(item.job))
+            if not queue:
+                del self._queues[host]
+        if finished_host is not None and not self._full():
+            most = self.options.per_host + self.options.queue_per_host
+            if self._held(finished_host) <= most // 2:
+                self._kick.set()
 
     async def _deliver(self, job: outbox.Job) -> None:
-        finished: _Finished | None = None
+        finished: outbox.Finished | None = None
         try:
             finished, result = await self._attempt(job)
         except Exception:
             log.exception("delivery attempt crashed delivery_id=%s", job.webhook_id)
         finally:
-            # the request is over: its host slot goes to the next delivery at once, while this
+            # the request is over: its slot goes to the next delivery at once, while this
             # one's outcome is being recorded
             self._per_host[job.host] -= 1
             if self._per_host[job.host] <= 0:
                 del self._per_host[job.host]
-            try:
-                await self._next_of(job.host)
-            except Exception:
-                log.exception("could not start the next delivery to %s", job.host)
+            self._inflight.pop(job.id, None)
+            self._pump(job.host)
         try:
             if finished is not None:
                 kept = await self._recorder.submit(finished)
@@ -254,7 +276,7 @@ class Worker:
         except Exception:
             log.exception("recording an attempt failed delivery_id=%s", job.webhook_id)
         finally:
-            self._inflight.pop(job.id, None)
+            # the next delivery of this call to this URL is claimable now
             self._kick.set()
 
     async def _keys(self, app_id: int | None, now: datetime) -> list[str]:
@@ -271,7 +293,7 @@ class Worker:
         self._secrets[app_id] = (time.monotonic() + 5.0, keys)
         return keys
 
-    async def _attempt(self, job: outbox.Job) -> tuple[_Finished, AttemptResult]:
+    async def _attempt(self, job: outbox.Job) -> tuple[outbox.Finished, AttemptResult]:
         """Send one attempt and decide what follows (recording it is the caller's)."""
         url, timeouts = split_url(job.url, self.timeouts)
         now = self.clock()
@@ -313,7 +335,7 @@ class Worker:
             snippet=result.snippet,
             worker=self.name,
         )
-        finished = _Finished(
+        finished = outbox.Finished(
             job,
             attempt,
             decision.outcome.value,
@@ -344,15 +366,10 @@ class Worker:
             },
         )
 
-    async def _record_all(self, finished: Sequence[_Finished]) -> list[bool]:
+    async def _record_all(self, finished: Sequence[outbox.Finished]) -> list[bool]:
         """Attempts finished meanwhile, recorded in one transaction (group commit)."""
         async with self.engine.begin() as conn:
-            return [
-                await outbox.finish_attempt(
-                    conn, f.job, f.attempt, state=f.state, next_at=f.next_at, reason=f.reason
-                )
-                for f in finished
-            ]
+            return await outbox.finish_attempts(conn, self.name, finished)
 
     async def drain(self) -> None:
         """Wait for the requests in flight (used at shutdown)."""

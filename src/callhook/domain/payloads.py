@@ -11,10 +11,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from secrets import token_bytes
-from urllib.parse import parse_qsl, quote_plus, urlencode
+from urllib.parse import parse_qsl, quote_plus
 
 #: the VoipNow parameter names, in the order they are sent
 PARAM_ORDER = (
@@ -37,13 +38,26 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 _FRAGMENT_LIMITS = {"ct": (100, 10_000), "rt": (100, 60_000), "rc": (0, 100)}
 
 
+_KNOWN = frozenset(PARAM_ORDER)
+#: what quote_plus leaves as it is: such values need no quoting (most of them)
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quote(value: str) -> str:
+    return value if _UNQUOTED.fullmatch(value) else quote_plus(value)
+
+
 def encode_params(params: Mapping[str, str | None]) -> str:
-    """The form/query string of ``params`` in ``PARAM_ORDER``; unknown (None or "") are omitted."""
-    unknown = sorted(set(params) - set(PARAM_ORDER))
-    if unknown:
+    """The form/query string of ``params`` in ``PARAM_ORDER``; unknown (None or "") are omitted.
+
+    Byte for byte what ``urlencode(pairs, quote_via=quote_plus)`` gives, faster.
+    """
+    if not _KNOWN.issuperset(params):
+        unknown = sorted(set(params) - _KNOWN)
         raise ValueError(f"unknown call event parameter(s): {', '.join(unknown)}")
-    pairs = [(name, value) for name in PARAM_ORDER if (value := params.get(name))]
-    return urlencode(pairs, quote_via=quote_plus)
+    return "&".join(
+        f"{name}={_quote(value)}" for name in PARAM_ORDER if (value := params.get(name))
+    )
 
 
 @dataclass(frozen=True, slots=True)

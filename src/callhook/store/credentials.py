@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callhook.domain.accounts import Account
@@ -124,23 +124,26 @@ async def insert_token(
     )
 
 
+#: built once: a statement's cache key is memoized, so each lookup only binds the values
+_FIND_TOKEN = (
+    select(
+        tokens,
+        accounts.c.kind.label("account_kind"),
+        accounts.c.name,
+        accounts.c.parent_id,
+        accounts.c.path,
+        accounts.c.org_code,
+    )
+    .select_from(tokens.join(accounts, accounts.c.id == tokens.c.account_id))
+    .where(tokens.c.token_hash == bindparam("token_hash"), tokens.c.kind == bindparam("kind"))
+)
+
+
 async def find_token(
     conn: AsyncConnection, token_hash: str, kind: str = "access"
 ) -> tuple[TokenRecord, Account] | None:
     """The token and its account, found by the token's hash (one indexed lookup)."""
-    query = (
-        select(
-            tokens,
-            accounts.c.kind.label("account_kind"),
-            accounts.c.name,
-            accounts.c.parent_id,
-            accounts.c.path,
-            accounts.c.org_code,
-        )
-        .select_from(tokens.join(accounts, accounts.c.id == tokens.c.account_id))
-        .where(tokens.c.token_hash == token_hash, tokens.c.kind == kind)
-    )
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_FIND_TOKEN, {"token_hash": token_hash, "kind": kind})).first()
     if row is None:
         return None
     record = TokenRecord(row.app_id, row.account_id, row.scope, row.expires_at, row.revoked)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, delete, func, insert, literal, select, update
+from sqlalchemy import String, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -146,6 +146,17 @@ def _ext_query() -> Any:
     ), org
 
 
+# Built once (every bearer-token request resolves an extension): building the aliased join
+# costs more than running the query, and a prebuilt statement's cache key is memoized.
+_EXT_QUERY, _ORG = _ext_query()
+_FIND_EXTENSION = _EXT_QUERY.where(
+    _ORG.c.org_code == bindparam("org_code"), extensions.c.number == bindparam("number")
+)
+_FIND_EXTENSION_IN_ORG = _EXT_QUERY.where(
+    extensions.c.org_id == bindparam("org_id"), extensions.c.number == bindparam("number")
+)
+
+
 def _extension(row: Any) -> Extension:
     owner = Account(
         id=row.owner_id,
@@ -165,18 +176,16 @@ def _extension(row: Any) -> Extension:
 
 
 async def find_extension(conn: AsyncConnection, org_code: int, number: str) -> Extension | None:
-    query, org = _ext_query()
-    query = query.where(org.c.org_code == org_code, extensions.c.number == number)
-    row = (await conn.execute(query)).first()
+    params = {"org_code": org_code, "number": number}
+    row = (await conn.execute(_FIND_EXTENSION, params)).first()
     return _extension(row) if row else None
 
 
 async def find_extension_in_org(
     conn: AsyncConnection, org_id: int, number: str
 ) -> Extension | None:
-    query, _org = _ext_query()
-    query = query.where(extensions.c.org_id == org_id, extensions.c.number == number)
-    row = (await conn.execute(query)).first()
+    params = {"org_id": org_id, "number": number}
+    row = (await conn.execute(_FIND_EXTENSION_IN_ORG, params)).first()
     return _extension(row) if row else None
 
 

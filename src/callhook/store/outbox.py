@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callhook.domain.calls import CallEvent, CallState
+from callhook.store import bulk
 from callhook.store.tables import (
     accounts,
     call_events,
@@ -42,55 +43,104 @@ class CallRow:
     seq: int
 
 
-async def lock_call(conn: AsyncConnection, source_id: int, call_id: str, now: datetime) -> CallRow:
-    """The call's row, created if new, locked until the transaction ends (PostgreSQL)."""
+#: rows per statement when a list of keys goes into IN (...): well under SQLite's limit
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+async def lock_calls(
+    conn: AsyncConnection, source_id: int, call_ids: Sequence[str], now: datetime
+) -> dict[str, CallRow]:
+    """The calls' rows, created if new, locked until the transaction ends (PostgreSQL), in
+    ``call_id`` order so that two transactions locking the same calls cannot deadlock."""
+    ordered = sorted(set(call_ids))
+    empty = json.dumps(CallState().to_json())
     await conn.execute(
-        insert_ignore(conn, calls).values(
-            source_id=source_id,
-            call_id=call_id,
-            state=json.dumps(CallState().to_json()),
-            seq=0,
-            created=now,
-            updated=now,
+        insert_ignore(conn, calls),
+        [
+            {
+                "source_id": source_id,
+                "call_id": call_id,
+                "state": empty,
+                "seq": 0,
+                "created": now,
+                "updated": now,
+            }
+            for call_id in ordered
+        ],
+    )
+    found: dict[str, CallRow] = {}
+    for chunk in _chunks(ordered):
+        query = (
+            select(calls.c.id, calls.c.call_id, calls.c.state, calls.c.seq)
+            .where(calls.c.source_id == source_id, calls.c.call_id.in_(chunk))
+            .order_by(calls.c.call_id)
+            .with_for_update()
         )
-    )
-    query = select(calls.c.id, calls.c.state, calls.c.seq).where(
-        calls.c.source_id == source_id, calls.c.call_id == call_id
-    )
-    row = (await conn.execute(query.with_for_update())).one()
-    return CallRow(row.id, CallState.from_json(json.loads(row.state)), row.seq)
+        for row in await conn.execute(query):
+            state = CallState.from_json(json.loads(row.state))
+            found[row.call_id] = CallRow(row.id, state, row.seq)
+    return found
 
 
-async def save_call(conn: AsyncConnection, call: CallRow, now: datetime) -> None:
+async def save_calls(conn: AsyncConnection, rows: Sequence[CallRow], now: datetime) -> None:
+    if not rows:
+        return
     await conn.execute(
         update(calls)
-        .where(calls.c.id == call.id)
-        .values(state=json.dumps(call.state.to_json()), seq=call.seq, updated=now)
+        .where(calls.c.id == bindparam("b_id"))
+        .values(state=bindparam("b_state"), seq=bindparam("b_seq"), updated=now),
+        [{"b_id": c.id, "b_state": json.dumps(c.state.to_json()), "b_seq": c.seq} for c in rows],
     )
 
 
-async def record_event(
-    conn: AsyncConnection,
-    source_id: int,
-    call: CallRow,
-    event: CallEvent,
-    note: str | None,
-    now: datetime,
-) -> bool:
-    """Store a call event; False when (source, event id) was already stored."""
-    result = await conn.execute(
-        insert_ignore(conn, call_events).values(
-            source_id=source_id,
-            event_id=event.event_id,
-            call_ref=call.id,
-            kind=event.kind.value,
-            time=event.time,
-            body=json.dumps(event.to_json()),
-            note=note,
-            received=now,
+async def known_events(conn: AsyncConnection, source_id: int, event_ids: Sequence[str]) -> set[str]:
+    """The ids among ``event_ids`` already stored for the source."""
+    known: set[str] = set()
+    for chunk in _chunks(sorted(set(event_ids))):
+        query = select(call_events.c.event_id).where(
+            call_events.c.source_id == source_id, call_events.c.event_id.in_(chunk)
         )
+        known.update(await conn.scalars(query))
+    return known
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    source_id: int
+    call_ref: int
+    event: CallEvent
+    note: str | None
+
+
+_EVENT_COLUMNS = ("source_id", "event_id", "call_ref", "kind", "time", "body", "note", "received")
+
+
+async def insert_events(conn: AsyncConnection, rows: Sequence[NewEvent], now: datetime) -> None:
+    """Store call events (their ids were checked with ``known_events`` under the calls' locks;
+    a concurrent insert of the same id fails the transaction instead of being lost)."""
+    received = bulk.timestamp(conn, now)
+    await bulk.insert_rows(
+        conn,
+        call_events,
+        _EVENT_COLUMNS,
+        [
+            (
+                r.source_id,
+                r.event.event_id,
+                r.call_ref,
+                r.event.kind.value,
+                bulk.timestamp(conn, r.event.time),
+                json.dumps(r.event.to_json()),
+                r.note,
+                received,
+            )
+            for r in rows
+        ],
     )
-    return bool(result.rowcount)
 
 
 # --- matching rules ----------------------------------------------------------------------------
@@ -105,28 +155,47 @@ class Rule:
     owner_path: str
 
 
-async def rules_for(
-    conn: AsyncConnection, org_code: int, short: str, event_type: int
-) -> list[Rule]:
-    """The enabled PhoneCallEvents of one extension and type."""
-    org = accounts.alias("org")
-    owner = accounts.alias("owner")
-    query = (
-        select(pce.c.id, pce.c.method, pce.c.url, pce.c.app_id, owner.c.path)
-        .select_from(
-            pce.join(extensions, extensions.c.id == pce.c.extension_id)
-            .join(org, org.c.id == extensions.c.org_id)
-            .join(owner, owner.c.id == extensions.c.owner_id)
-        )
-        .where(
-            org.c.org_code == org_code,
-            extensions.c.number == short,
-            pce.c.type == event_type,
-            pce.c.status == 1,
-        )
-        .order_by(pce.c.id)
+_org = accounts.alias("org")
+_owner = accounts.alias("owner")
+_RULES = (
+    select(
+        _org.c.org_code,
+        extensions.c.number,
+        pce.c.type,
+        pce.c.id,
+        pce.c.method,
+        pce.c.url,
+        pce.c.app_id,
+        _owner.c.path,
     )
-    return [Rule(r.id, r.method, r.url, r.app_id, r.path) for r in await conn.execute(query)]
+    .select_from(
+        pce.join(extensions, extensions.c.id == pce.c.extension_id)
+        .join(_org, _org.c.id == extensions.c.org_id)
+        .join(_owner, _owner.c.id == extensions.c.owner_id)
+    )
+    .where(pce.c.status == 1)
+    .order_by(pce.c.id)
+)
+
+#: (organization code, short number, PhoneCallEvent type)
+RuleKey = tuple[int, str, int]
+
+
+async def rules_for_many(conn: AsyncConnection, wanted: set[RuleKey]) -> dict[RuleKey, list[Rule]]:
+    """The enabled PhoneCallEvents of each (organization, extension, type), in id order; one
+    query for a whole commit group."""
+    found: dict[RuleKey, list[Rule]] = {key: [] for key in wanted}
+    pairs = sorted({(org, short) for org, short, _ in wanted})
+    for chunk in _chunks(pairs):
+        query = _RULES.where(
+            _org.c.org_code.in_(sorted({org for org, _ in chunk})),
+            extensions.c.number.in_(sorted({short for _, short in chunk})),
+        )
+        for r in await conn.execute(query):
+            rules = found.get((r.org_code, r.number, r.type))
+            if rules is not None:
+                rules.append(Rule(r.id, r.method, r.url, r.app_id, r.path))
+    return found
 
 
 # --- deliveries --------------------------------------------------------------------------------
@@ -151,35 +220,60 @@ class NewDelivery:
     expires_at: datetime
 
 
+_DELIVERY_COLUMNS = (
+    "webhook_id",
+    "call_ref",
+    "call_id",
+    "seq",
+    "event_type",
+    "extension",
+    "owner_path",
+    "rule_id",
+    "app_id",
+    "method",
+    "url",
+    "host",
+    "order_key",
+    "payload",
+    "state",
+    "attempts",
+    "next_at",
+    "expires_at",
+    "created",
+)
+
+
 async def insert_deliveries(
     conn: AsyncConnection, rows: Sequence[NewDelivery], now: datetime
 ) -> None:
-    if not rows:
-        return
-    await conn.execute(
-        insert(deliveries),
+    """Insert new deliveries, pending and due now, in the order given (their ids keep it)."""
+    created = bulk.timestamp(conn, now)
+    await bulk.insert_rows(
+        conn,
+        deliveries,
+        _DELIVERY_COLUMNS,
         [
-            {
-                "webhook_id": d.webhook_id,
-                "call_ref": d.call_ref,
-                "call_id": d.call_id,
-                "seq": d.seq,
-                "event_type": d.event_type,
-                "extension": d.extension,
-                "owner_path": d.owner_path,
-                "rule_id": d.rule_id,
-                "app_id": d.app_id,
-                "method": d.method,
-                "url": d.url,
-                "host": d.host,
-                "order_key": d.order_key,
-                "payload": d.payload,
-                "state": PENDING,
-                "attempts": 0,
-                "next_at": now,
-                "expires_at": d.expires_at,
-                "created": now,
-            }
+            (
+                d.webhook_id,
+                d.call_ref,
+                d.call_id,
+                d.seq,
+                d.event_type,
+                d.extension,
+                d.owner_path,
+                d.rule_id,
+                d.app_id,
+                d.method,
+                d.url,
+                d.host,
+                d.order_key,
+                d.payload,
+                PENDING,
+                0,
+                created,
+                bulk.timestamp(conn, d.expires_at),
+                created,
+            )
             for d in rows
         ],
     )
@@ -358,6 +452,94 @@ async def finish_attempt(
             )
         )
     return True
+
+
+_ATTEMPT_COLUMNS = (
+    "delivery_id",
+    "at",
+    "host",
+    "status",
+    "error_class",
+    "error",
+    "latency_ms",
+    "snippet",
+    "worker",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """An attempt that was made and what follows from it."""
+
+    job: Job
+    attempt: Attempt
+    state: str
+    next_at: datetime | None
+    reason: str | None
+
+
+async def finish_attempts(
+    conn: AsyncConnection, owner: str, finished: Sequence[Finished]
+) -> list[bool]:
+    """Record many attempts of one worker in three statements; for each, False if its lease
+    was lost meanwhile (then nothing of it is written)."""
+    kept: set[int] = set()
+    for chunk in _chunks([f.job.id for f in finished]):
+        query = select(deliveries.c.id).where(
+            deliveries.c.id.in_(chunk),
+            deliveries.c.state == PENDING,
+            deliveries.c.lease_owner == owner,
+        )
+        kept.update(await conn.scalars(query.with_for_update()))
+    mine = [f for f in finished if f.job.id in kept]
+    if mine:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values(
+                state=bindparam("b_state"),
+                lease_until=None,
+                lease_owner=None,
+                last_error=bindparam("b_reason"),
+                attempts=deliveries.c.attempts + 1,
+                last_status=bindparam("b_status"),
+                next_at=func.coalesce(
+                    bindparam("b_next", type_=deliveries.c.next_at.type), deliveries.c.next_at
+                ),
+                finished=bindparam("b_finished", type_=deliveries.c.finished.type),
+            ),
+            [
+                {
+                    "b_id": f.job.id,
+                    "b_state": f.state,
+                    "b_reason": f.reason,
+                    "b_status": f.attempt.status,
+                    "b_next": f.next_at,
+                    "b_finished": None if f.state == PENDING else f.attempt.at,
+                }
+                for f in mine
+            ],
+        )
+        await bulk.insert_rows(
+            conn,
+            delivery_attempts,
+            _ATTEMPT_COLUMNS,
+            [
+                (
+                    f.job.id,
+                    bulk.timestamp(conn, f.attempt.at),
+                    f.attempt.host,
+                    f.attempt.status,
+                    f.attempt.error_class,
+                    f.attempt.error,
+                    f.attempt.latency_ms,
+                    f.attempt.snippet,
+                    f.attempt.worker,
+                )
+                for f in mine
+            ],
+        )
+    return [f.job.id in kept for f in finished]
 
 
 async def queue_depth(conn: AsyncConnection) -> int:
