@@ -114,7 +114,7 @@ class Process:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.err.append(line)
-            del self.err[:-50]
+            del self.err[:-100000]
 
     def first_json(self, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
