@@ -7,12 +7,11 @@ transaction (one fsync for many requests; store/group_commit.py).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -21,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook import crypto
 from callhook.domain.accounts import parse_extension
-from callhook.domain.calls import CallEvent, Fired, Trigger, apply
+from callhook.domain.calls import CallEvent, CallState, Fired, Trigger, apply
 from callhook.domain.payloads import encode_params
 from callhook.domain.retry import RetryPolicy, lifetime
 from callhook.errors import SourceUnauthenticated
 from callhook.store import outbox, sources
+from callhook.store.database import writing
 from callhook.store.group_commit import GroupCommit
 from callhook.store.sources import Source
 
@@ -44,10 +44,6 @@ def new_webhook_id() -> str:
         number, digit = divmod(number, 62)
         chars.append(_ALPHABET[digit])
     return "msg_" + "".join(chars)
-
-
-def order_key(url: str, call_ref: int) -> str:
-    return hashlib.sha256(f"{call_ref}\n{url}".encode()).hexdigest()
 
 
 def receiver_key(url: str) -> str:
@@ -78,6 +74,15 @@ class Result:
 class _Pending:
     source: Source
     events: Sequence[CallEvent]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What a commit group writes."""
+
+    results: list[Result] = field(default_factory=list)
+    events: list[outbox.NewEvent] = field(default_factory=list)
+    deliveries: list[outbox.NewDelivery] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -122,50 +127,92 @@ class Ingest:
 
     async def _commit(self, group: Sequence[_Pending]) -> list[Result]:
         """One transaction for a whole group of requests, in a fixed number of statements:
-        lock the calls, find the known event ids, apply the events in memory, look up every
-        rule the group needs at once, then insert the events and deliveries and save the calls.
+        the calls, the known event ids, every rule the group needs (one query each); the events
+        applied in memory; then the events, deliveries and calls written.
+
+        PostgreSQL: all in one transaction, the calls locked first (FOR UPDATE, in one order,
+        so two processes committing the same calls cannot deadlock). SQLite: this committer is
+        the only writer of calls and events, so the reading and the work in memory happen
+        before the write transaction, which is short: the worker's claims and records (SQLite
+        has one writer at a time) wait only for the writing itself.
         """
         now = self.clock()
         by_source: dict[int, set[str]] = {}
         for pending in group:
             by_source.setdefault(pending.source.id, set()).update(e.call_id for e in pending.events)
-        async with self.engine.begin() as conn:
-            calls: dict[tuple[int, str], outbox.CallRow] = {}
-            seen: set[tuple[int, str]] = set()
-            # lock every call of the group first, in one order (sources, then call ids): two
-            # processes committing groups with the same calls cannot deadlock
-            for source_id in sorted(by_source):
-                locked = await outbox.lock_calls(conn, source_id, list(by_source[source_id]), now)
-                calls.update(((source_id, cid), row) for cid, row in locked.items())
-                ids = [e.event_id for p in group if p.source.id == source_id for e in p.events]
-                known = await outbox.known_events(conn, source_id, ids)
-                seen.update((source_id, event_id) for event_id in known)
-            applied, events, results = [], [], []
-            for pending in group:
-                result = Result()
-                results.append(result)
-                for event in pending.events:
-                    key = (pending.source.id, event.event_id)
-                    if key in seen:
-                        result.duplicates += 1
-                        continue
-                    seen.add(key)
-                    result.accepted += 1
-                    call = calls[(pending.source.id, event.call_id)]
-                    step = apply(call.state, event)
-                    call.state = step.state
-                    events.append(outbox.NewEvent(pending.source.id, call.id, event, step.ignored))
-                    if step.fired:
-                        applied.append(_Applied(call, event.call_id, step.fired, result))
-            made = await self._deliveries(conn, applied, now)
-            await outbox.insert_events(conn, events, now)
-            await outbox.insert_deliveries(conn, made, now)
-            await outbox.save_calls(conn, list(calls.values()), now)
-            if made and conn.dialect.name == "postgresql":
-                await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        if made:
+        calls: dict[tuple[int, str], outbox.CallRow] = {}
+        if self.engine.dialect.name == "sqlite":
+            async with self.engine.connect() as conn:
+                for source_id, call_ids in sorted(by_source.items()):
+                    found = await outbox.find_calls(conn, source_id, list(call_ids))
+                    calls.update(((source_id, cid), row) for cid, row in found.items())
+                plan = await self._plan(conn, group, calls, now)
+            async with writing(self.engine) as conn:
+                for source_id in sorted(by_source):
+                    new = {c: r for (s, c), r in calls.items() if s == source_id and not r.id}
+                    await outbox.insert_calls(conn, source_id, new, now)
+                await self._write(conn, plan, calls, now)
+        else:
+            async with writing(self.engine) as conn:
+                for source_id, call_ids in sorted(by_source.items()):
+                    locked = await outbox.lock_calls(conn, source_id, list(call_ids), now)
+                    calls.update(((source_id, cid), row) for cid, row in locked.items())
+                plan = await self._plan(conn, group, calls, now)
+                await self._write(conn, plan, calls, now)
+        if plan.deliveries:
             self.wake()
-        return results
+        return plan.results
+
+    async def _plan(
+        self,
+        conn: AsyncConnection,
+        group: Sequence[_Pending],
+        calls: dict[tuple[int, str], outbox.CallRow],
+        now: datetime,
+    ) -> _Plan:
+        """Apply the group's events to their calls (new calls are made here, id 0)."""
+        seen: set[tuple[int, str]] = set()
+        for source_id in sorted({p.source.id for p in group}):
+            ids = [e.event_id for p in group if p.source.id == source_id for e in p.events]
+            known = await outbox.known_events(conn, source_id, ids)
+            seen.update((source_id, event_id) for event_id in known)
+        plan = _Plan()
+        applied = []
+        for pending in group:
+            result = Result()
+            plan.results.append(result)
+            for event in pending.events:
+                key = (pending.source.id, event.event_id)
+                if key in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(key)
+                result.accepted += 1
+                call = calls.get((pending.source.id, event.call_id))
+                if call is None:
+                    call = calls[(pending.source.id, event.call_id)] = outbox.CallRow(
+                        0, CallState(), 0
+                    )
+                step = apply(call.state, event)
+                call.state = step.state
+                plan.events.append(outbox.NewEvent(pending.source.id, call, event, step.ignored))
+                if step.fired:
+                    applied.append(_Applied(call, event.call_id, step.fired, result))
+        plan.deliveries = await self._deliveries(conn, applied, now)
+        return plan
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        plan: _Plan,
+        calls: dict[tuple[int, str], outbox.CallRow],
+        now: datetime,
+    ) -> None:
+        await outbox.insert_events(conn, plan.events, now)
+        await outbox.insert_deliveries(conn, plan.deliveries, now)
+        await outbox.save_calls(conn, list(calls.values()), now)
+        if plan.deliveries and conn.dialect.name == "postgresql":
+            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     async def _deliveries(
         self, conn: AsyncConnection, applied: Sequence[_Applied], now: datetime
@@ -195,7 +242,7 @@ class Ingest:
         event_type = int(fired.trigger)
         return outbox.NewDelivery(
             webhook_id=new_webhook_id(),
-            call_ref=call.id,
+            call=call,
             call_id=call_id,
             seq=call.seq,
             event_type=event_type,
@@ -206,7 +253,6 @@ class Ingest:
             method=rule.method,
             url=rule.url,
             host=receiver_key(rule.url),
-            order_key=order_key(rule.url.split("#", 1)[0], call.id),
             payload=encode_params(fired.params),
             expires_at=now + timedelta(seconds=lifetime(self.policy, event_type)),
         )

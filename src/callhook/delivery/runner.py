@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callhook.delivery.worker import Worker
 from callhook.ingest import NOTIFY_CHANNEL
 from callhook.store import outbox
+from callhook.store.database import writing
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ async def run_worker(worker: Worker, stop: asyncio.Event, *, owns_database: bool
     """Run until ``stop``. ``owns_database``: no other process works on this database (the
     embedded SQLite case), so leases left by a previous run are taken back at once."""
     if owns_database:
-        async with worker.engine.begin() as conn:
+        async with writing(worker.engine) as conn:
             taken = await outbox.release_all(conn)
         if taken:
             log.info("took back %d deliveries leased by a previous run", taken)

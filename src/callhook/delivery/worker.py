@@ -1,12 +1,18 @@
 """The worker loop: claim due deliveries, send them, record every attempt.
 
-Claimed deliveries wait in this worker in one queue per receiver (host:port), at most
-``queue_per_host`` of them; at most ``per_host`` requests are in flight to one receiver and
-``concurrency`` in all. So a dead or slow receiver holds only its own deliveries (a tripped
+Claimed deliveries wait in this worker in one queue per receiver (host:port); at most
+``per_host`` requests are in flight to one receiver and ``concurrency`` in all, and the worker
+holds (in flight and queued) at most four times ``concurrency``, and for one receiver at most
+32 times ``per_host``. So a dead or slow receiver holds only its own deliveries (a tripped
 breaker delays them; it never drops them), and a fast one is never waiting for a claim: its
 queue is refilled in large batches while its requests run. Order per (url, call) is kept by the
 claim query (the next delivery of a call to a URL is claimable only once the previous one is
-recorded). Attempts are recorded in batches (group commit).
+recorded).
+
+The worker's writes are cycles: one transaction records every attempt that finished since the
+last one and claims more work, so a call's next delivery is claimable in the same transaction
+that records its previous one, and the worker never waits on its own writes (on SQLite, one
+writer at a time).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import random
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +37,7 @@ from callhook.delivery.sender import AttemptResult, Sender
 from callhook.domain.payloads import Timeouts, build_request, new_secret, sign_all, split_url
 from callhook.domain.retry import Decision, Outcome, RetryPolicy, decide, parse_retry_after
 from callhook.store import outbox, signing
-from callhook.store.group_commit import GroupCommit
+from callhook.store.database import writing
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +48,26 @@ class WorkerOptions:
     concurrency: int = 64
     #: requests in flight to one receiver (host:port)
     per_host: int = 8
-    #: claimed deliveries waiting in this worker for a slot of their receiver
-    queue_per_host: int = 64
     lease: timedelta = timedelta(seconds=90)
-    #: most deliveries claimed in one statement
-    batch: int = 64
     #: longest sleep when idle: bounds how late a retry or an expired lease is noticed
     idle_poll: float = 1.0
     secret_grace: timedelta = timedelta(hours=24)
+
+    @property
+    def holding(self) -> int:
+        """Deliveries the worker holds at most, in flight and queued: enough that the requests
+        of the next cycle are queued while this cycle's transaction runs."""
+        return 4 * self.concurrency
+
+    @property
+    def batch(self) -> int:
+        """Deliveries claimed at most in one cycle."""
+        return 2 * self.concurrency
+
+    @property
+    def per_host_holding(self) -> int:
+        """Deliveries of one receiver the worker holds at most; claims skip it beyond."""
+        return min(self.holding, 32 * self.per_host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +113,8 @@ class Worker:
         self._queued = 0
         #: leases to give back (host's breaker opened, waited too long), with when they are due
         self._returns: list[tuple[int, datetime]] = []
-        self._recorder: GroupCommit[outbox.Finished, bool] = GroupCommit(self._record_all)
+        #: attempts made and not recorded yet (the next cycle records them)
+        self._done: list[tuple[outbox.Finished, AttemptResult]] = []
         self._secrets: dict[int | None, tuple[float, list[str]]] = {}
 
     def wake(self) -> None:
@@ -109,13 +128,14 @@ class Worker:
             while not stop.is_set():
                 self._kick.clear()
                 try:
-                    await self._give_back()
-                    claimed = await self._claim_and_start()
+                    busy = await self._cycle(claim=True)
                 except Exception as exc:
                     # the database went away or is busy: keep the worker alive, try again
-                    log.warning("claiming deliveries failed, retrying: %s", exc)
-                    claimed = 0
-                if claimed and not self._full():
+                    log.warning("recording or claiming deliveries failed, retrying: %s", exc)
+                    busy = False
+                if busy and not self._kick.is_set():
+                    await asyncio.sleep(0)  # let the requests just started go out
+                if busy:
                     continue
                 kicked = asyncio.ensure_future(self._kick.wait())
                 await asyncio.wait(
@@ -132,14 +152,13 @@ class Worker:
             self._queued = 0
             if self._inflight:
                 await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-            await self._give_back()
+            await self._cycle(claim=False)
 
-    # --- claiming ----------------------------------------------------------------------------
+    # --- one cycle: record, give back, claim -------------------------------------------------
 
     def _room(self) -> int:
         """How many more deliveries this worker may hold (in flight and queued)."""
-        most = self.options.concurrency + 2 * self.options.batch
-        return most - len(self._inflight) - self._queued
+        return self.options.holding - len(self._inflight) - self._queued
 
     def _full(self) -> bool:
         return self._room() < self.options.batch // 4
@@ -147,51 +166,60 @@ class Worker:
     def _held(self, host: str) -> int:
         return self._per_host[host] + len(self._queues.get(host, ()))
 
-    async def _claim_and_start(self) -> int:
-        room = self._room()
-        if room <= 0:
-            return 0
+    async def _cycle(self, *, claim: bool) -> bool:
+        """One transaction: record the finished attempts, return leases, claim more work.
+        True when it did something (another cycle may find more)."""
+        done, self._done = self._done, []
+        returns, self._returns = self._returns, []
+        room = self._room() if claim else 0
+        if not done and not returns and (room <= 0 or (self._queued and self._full())):
+            return False
         mono = time.monotonic()
         opened = self.breaker.open_hosts(mono)
         self.metrics.open_breakers.set(len(opened))
-        most = self.options.per_host + self.options.queue_per_host
+        most = self.options.per_host_holding
         # receivers with a full queue here are not claimed for: their deliveries stay free
         # for other workers (and their order), and a slow receiver cannot fill this worker
         full = [h for h in {*self._per_host, *self._queues} if self._held(h) >= most]
         now = self.clock()
-        async with self.engine.begin() as conn:
-            jobs = await outbox.claim(
-                conn,
-                now=now,
-                owner=self.name,
-                lease=self.options.lease,
-                limit=min(room, self.options.batch),
-                skip_hosts=sorted({*full, *opened}),
-            )
-            # decide for every job before any await, then commit, and only then send: a
-            # request that finished before the lease was committed could not be recorded
-            # (its UPDATE would not see the lease yet)
-            expired = [job for job in jobs if job.expires_at <= now]
-            held_back = []
-            taking: Counter[str] = Counter()
-            for job in jobs:
-                if job.expires_at <= now:
-                    continue
-                if self._held(job.host) + taking[job.host] >= most:
-                    held_back.append(job.id)  # more than this worker takes for one receiver
-                else:
-                    taking[job.host] += 1
-            for job in expired:
-                await self._expire(conn, job)
-            if held_back:
-                await outbox.release(conn, held_back, self.name, now)
-        skipped = {*held_back, *(job.id for job in expired)}
+        jobs: list[outbox.Job] = []
+        expired: list[outbox.Job] = []
+        try:
+            async with writing(self.engine) as conn:
+                kept = await outbox.finish_attempts(conn, self.name, [f for f, _ in done])
+                for due in sorted({at for _, at in returns}):
+                    ids = [job_id for job_id, at in returns if at == due]
+                    await outbox.release(conn, ids, self.name, due)
+                if room > 0:
+                    jobs = await outbox.claim(
+                        conn,
+                        now=now,
+                        owner=self.name,
+                        lease=self.options.lease,
+                        limit=min(room, self.options.batch),
+                        skip_hosts=sorted({*full, *opened}),
+                    )
+                # decide for every job before any await, then commit, and only then send: a
+                # request that finished before the lease was committed could not be recorded
+                # (its UPDATE would not see the lease yet)
+                expired = [job for job in jobs if job.expires_at <= now]
+                for job in expired:
+                    await self._expire(conn, job)
+        except BaseException:
+            # nothing was written: these are recorded and returned by the next cycle
+            self._done = done + self._done
+            self._returns = returns + self._returns
+            raise
+        for (finished, result), was_kept in zip(done, kept, strict=True):
+            self._observe(finished.job, result, Outcome(finished.state), was_kept)
+        # a receiver's queue may pass its cap by one claim's worth: claims skip it from then on
+        skipped = {job.id for job in expired}
         for job in jobs:
             if job.id not in skipped:
                 self._queues.setdefault(job.host, deque()).append(_Queued(job, mono))
                 self._queued += 1
         self._pump()
-        return len(jobs) - len(held_back)
+        return bool(done or returns or jobs)
 
     async def _expire(self, conn: AsyncConnection, job: outbox.Job) -> None:
         await outbox.finish_attempt(
@@ -204,24 +232,10 @@ class Worker:
         )
         self.metrics.deliveries.labels(outbox.EXPIRED).inc()
 
-    async def _give_back(self) -> None:
-        """Return the leases of deliveries this worker will not send now."""
-        if not self._returns:
-            return
-        returns, self._returns = self._returns, []
-        async with self.engine.begin() as conn:
-            for due in sorted({at for _, at in returns}):
-                ids = [job_id for job_id, at in returns if at == due]
-                await outbox.release(conn, ids, self.name, due)
-
     # --- sending -----------------------------------------------------------------------------
 
-    def _pump(self, finished_host: str | None = None) -> None:
-        """Start queued deliveries while their receivers and the worker have free slots.
-
-        ``finished_host``: a request to it just ended; if its queue is down to half, wake the
-        claim loop to refill it (not on every request: a claim is a transaction).
-        """
+    def _pump(self) -> None:
+        """Start queued deliveries while their receivers and the worker have free slots."""
         mono = time.monotonic()
         patience = self.options.lease.total_seconds() / 3
         for host in list(self._queues):
@@ -250,40 +264,28 @@ class Worker:
                 self._inflight[item.job.id] = asyncio.ensure_future(self._deliver(item.job))
             if not queue:
                 del self._queues[host]
-        if finished_host is not None and not self._full():
-            most = self.options.per_host + self.options.queue_per_host
-            if self._held(finished_host) <= most // 2:
-                self._kick.set()
 
     async def _deliver(self, job: outbox.Job) -> None:
-        finished: outbox.Finished | None = None
         try:
-            finished, result = await self._attempt(job)
+            attempt = await self._attempt(job)
+            self._done.append(attempt)  # the list of now: a cycle may have taken the old one
         except Exception:
             log.exception("delivery attempt crashed delivery_id=%s", job.webhook_id)
         finally:
-            # the request is over: its slot goes to the next delivery at once, while this
-            # one's outcome is being recorded
+            # the request is over: its slot goes to the next delivery at once, and the next
+            # cycle records it (the next delivery of this call to this URL is claimable then)
             self._per_host[job.host] -= 1
             if self._per_host[job.host] <= 0:
                 del self._per_host[job.host]
             self._inflight.pop(job.id, None)
-            self._pump(job.host)
-        try:
-            if finished is not None:
-                kept = await self._recorder.submit(finished)
-                self._observe(job, result, Outcome(finished.state), kept)
-        except Exception:
-            log.exception("recording an attempt failed delivery_id=%s", job.webhook_id)
-        finally:
-            # the next delivery of this call to this URL is claimable now
+            self._pump()
             self._kick.set()
 
     async def _keys(self, app_id: int | None, now: datetime) -> list[str]:
         cached = self._secrets.get(app_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             keys = None
             if app_id is not None:
                 grace = self.options.secret_grace
@@ -365,11 +367,6 @@ class Worker:
                 "lease_lost": not kept,
             },
         )
-
-    async def _record_all(self, finished: Sequence[outbox.Finished]) -> list[bool]:
-        """Attempts finished meanwhile, recorded in one transaction (group commit)."""
-        async with self.engine.begin() as conn:
-            return await outbox.finish_attempts(conn, self.name, finished)
 
     async def drain(self) -> None:
         """Wait for the requests in flight (used at shutdown)."""

@@ -65,3 +65,18 @@ async def insert_rows(
             raise ValueError(f"{table.name} has no column {name}")
     sql = _statement(conn.dialect.name, table.name, tuple(columns))
     await conn.exec_driver_sql(sql, list(rows))
+
+
+@lru_cache(maxsize=64)
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (the SQL here has no other ``?``)."""
+    parts = sql.split("?")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+async def run_many(conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One statement written with ``?`` placeholders, executed for each row (executemany)."""
+    if not rows:
+        return
+    statement = _numbered(sql) if conn.dialect.name == "postgresql" else sql
+    await conn.exec_driver_sql(statement, list(rows))

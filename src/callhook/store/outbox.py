@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +40,7 @@ def insert_ignore(conn: AsyncConnection, table: Any) -> Any:
 
 @dataclass(slots=True)
 class CallRow:
+    #: 0 until the row is inserted (``insert_calls``)
     id: int
     state: CallState
     seq: int
@@ -86,6 +89,47 @@ async def lock_calls(
     return found
 
 
+async def find_calls(
+    conn: AsyncConnection, source_id: int, call_ids: Sequence[str]
+) -> dict[str, CallRow]:
+    """The calls that exist among ``call_ids`` (read, not locked: for a single writer)."""
+    found: dict[str, CallRow] = {}
+    for chunk in _chunks(sorted(set(call_ids))):
+        query = select(calls.c.id, calls.c.call_id, calls.c.state, calls.c.seq).where(
+            calls.c.source_id == source_id, calls.c.call_id.in_(chunk)
+        )
+        for row in await conn.execute(query):
+            state = CallState.from_json(json.loads(row.state))
+            found[row.call_id] = CallRow(row.id, state, row.seq)
+    return found
+
+
+async def insert_calls(
+    conn: AsyncConnection, source_id: int, new: dict[str, CallRow], now: datetime
+) -> None:
+    """Insert new calls (``id`` 0) and set their ids; the caller is the only writer of calls."""
+    for chunk in _chunks(sorted(new)):
+        query = (
+            insert(calls)
+            .values(
+                [
+                    {
+                        "source_id": source_id,
+                        "call_id": call_id,
+                        "state": json.dumps(new[call_id].state.to_json()),
+                        "seq": new[call_id].seq,
+                        "created": now,
+                        "updated": now,
+                    }
+                    for call_id in chunk
+                ]
+            )
+            .returning(calls.c.id, calls.c.call_id)
+        )
+        for row in await conn.execute(query):
+            new[row.call_id].id = row.id
+
+
 async def save_calls(conn: AsyncConnection, rows: Sequence[CallRow], now: datetime) -> None:
     if not rows:
         return
@@ -111,7 +155,7 @@ async def known_events(conn: AsyncConnection, source_id: int, event_ids: Sequenc
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     source_id: int
-    call_ref: int
+    call: CallRow
     event: CallEvent
     note: str | None
 
@@ -131,7 +175,7 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[NewEvent], now: da
             (
                 r.source_id,
                 r.event.event_id,
-                r.call_ref,
+                r.call.id,
                 r.event.kind.value,
                 bulk.timestamp(conn, r.event.time),
                 json.dumps(r.event.to_json()),
@@ -204,7 +248,8 @@ async def rules_for_many(conn: AsyncConnection, wanted: set[RuleKey]) -> dict[Ru
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
     webhook_id: str
-    call_ref: int
+    #: its id is known once the call is inserted (a new call's row comes in the same commit)
+    call: CallRow
     call_id: str
     seq: int
     event_type: int
@@ -215,9 +260,13 @@ class NewDelivery:
     method: int
     url: str
     host: str
-    order_key: str
     payload: str
     expires_at: datetime
+
+
+def order_key(url: str, call_ref: int) -> str:
+    """Deliveries with the same key are sent one after another: (url without fragment, call)."""
+    return hashlib.sha256(f"{call_ref}\n{url.split('#', 1)[0]}".encode()).hexdigest()
 
 
 _DELIVERY_COLUMNS = (
@@ -248,6 +297,14 @@ async def insert_deliveries(
 ) -> None:
     """Insert new deliveries, pending and due now, in the order given (their ids keep it)."""
     created = bulk.timestamp(conn, now)
+    keys: dict[tuple[str, int], str] = {}
+
+    def key_of(d: NewDelivery) -> str:  # a call's deliveries mostly share their URL
+        key = keys.get((d.url, d.call.id))
+        if key is None:
+            key = keys[(d.url, d.call.id)] = order_key(d.url, d.call.id)
+        return key
+
     await bulk.insert_rows(
         conn,
         deliveries,
@@ -255,7 +312,7 @@ async def insert_deliveries(
         [
             (
                 d.webhook_id,
-                d.call_ref,
+                d.call.id,
                 d.call_id,
                 d.seq,
                 d.event_type,
@@ -266,7 +323,7 @@ async def insert_deliveries(
                 d.method,
                 d.url,
                 d.host,
-                d.order_key,
+                key_of(d),
                 d.payload,
                 PENDING,
                 0,
@@ -318,19 +375,10 @@ _JOB_COLUMNS = [
 ]
 
 
-async def claim(
-    conn: AsyncConnection,
-    *,
-    now: datetime,
-    owner: str,
-    lease: timedelta,
-    limit: int,
-    skip_hosts: Sequence[str] = (),
-) -> list[Job]:
-    """Lease up to ``limit`` due deliveries, each the first unfinished one of its (url, call).
-
-    On PostgreSQL the rows are locked with SKIP LOCKED, so workers never claim the same one.
-    """
+@lru_cache(maxsize=8)
+def _claim_statement(dialect: str, skipping: bool) -> Any:
+    """The claim, built once per engine kind (its values are bound parameters)."""
+    now = bindparam("b_now", type_=deliveries.c.next_at.type)
     cand = deliveries.alias("cand")
     earlier = deliveries.alias("earlier")
     blocked = exists().where(
@@ -346,10 +394,14 @@ async def claim(
         (cand.c.lease_until.is_(None)) | (cand.c.lease_until < now),
         ~blocked,
     )
-    if skip_hosts:
-        due = due.where(cand.c.host.not_in(list(skip_hosts)))
-    due = due.order_by(cand.c.next_at, cand.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
+    if skipping:
+        due = due.where(cand.c.host.not_in(bindparam("b_skip", expanding=True)))
+    due = due.order_by(cand.c.next_at, cand.c.id).limit(bindparam("b_limit", type_=Integer))
+    lease = {
+        "lease_until": bindparam("b_until", type_=deliveries.c.lease_until.type),
+        "lease_owner": bindparam("b_owner", type_=String),
+    }
+    if dialect == "postgresql":
         # a materialized CTE locks the rows once; as a plain IN (subquery) PostgreSQL may run
         # the LIMIT ... SKIP LOCKED subquery again and update rows it never locked
         locked = (
@@ -357,23 +409,46 @@ async def claim(
             .cte("due")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        claimed = (
+        return (
             update(deliveries)
             .where(deliveries.c.id == locked.c.id)
-            .values(lease_until=now + lease, lease_owner=owner)
+            .values(**lease)
             .returning(*_JOB_COLUMNS)
         )
-    else:
-        # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
-        # would have to upgrade its read lock, which fails instead of waiting when others write)
-        claimed = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(due.scalar_subquery()))
-            .values(lease_until=now + lease, lease_owner=owner)
-            .returning(*_JOB_COLUMNS)
-        )
-    rows = list(await conn.execute(claimed))
-    return sorted((Job(**r._asdict()) for r in rows), key=lambda job: job.id)
+    # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
+    # would have to upgrade its read lock, which fails instead of waiting when others write)
+    return (
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(**lease)
+        .returning(*_JOB_COLUMNS)
+    )
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    skip_hosts: Sequence[str] = (),
+) -> list[Job]:
+    """Lease up to ``limit`` due deliveries, each the first unfinished one of its (url, call).
+
+    On PostgreSQL the rows are locked with SKIP LOCKED, so workers never claim the same one.
+    """
+    claimed = _claim_statement(conn.dialect.name, bool(skip_hosts))
+    params: dict[str, Any] = {
+        "b_now": now,
+        "b_until": now + lease,
+        "b_owner": owner,
+        "b_limit": limit,
+    }
+    if skip_hosts:
+        params["b_skip"] = list(skip_hosts)
+    rows = list(await conn.execute(claimed, params))
+    return sorted((Job(*r) for r in rows), key=lambda job: job.id)
 
 
 async def release(conn: AsyncConnection, ids: Sequence[int], owner: str, next_at: datetime) -> None:
@@ -467,6 +542,13 @@ _ATTEMPT_COLUMNS = (
 )
 
 
+_FINISH = (
+    "UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, "
+    "attempts = attempts + 1, last_status = ?, next_at = COALESCE(?, next_at), finished = ? "
+    "WHERE id = ?"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Finished:
     """An attempt that was made and what follows from it."""
@@ -493,30 +575,18 @@ async def finish_attempts(
         kept.update(await conn.scalars(query.with_for_update()))
     mine = [f for f in finished if f.job.id in kept]
     if mine:
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == bindparam("b_id"))
-            .values(
-                state=bindparam("b_state"),
-                lease_until=None,
-                lease_owner=None,
-                last_error=bindparam("b_reason"),
-                attempts=deliveries.c.attempts + 1,
-                last_status=bindparam("b_status"),
-                next_at=func.coalesce(
-                    bindparam("b_next", type_=deliveries.c.next_at.type), deliveries.c.next_at
-                ),
-                finished=bindparam("b_finished", type_=deliveries.c.finished.type),
-            ),
+        await bulk.run_many(
+            conn,
+            _FINISH,
             [
-                {
-                    "b_id": f.job.id,
-                    "b_state": f.state,
-                    "b_reason": f.reason,
-                    "b_status": f.attempt.status,
-                    "b_next": f.next_at,
-                    "b_finished": None if f.state == PENDING else f.attempt.at,
-                }
+                (
+                    f.state,
+                    f.reason,
+                    f.attempt.status,
+                    bulk.timestamp(conn, f.next_at),
+                    None if f.state == PENDING else bulk.timestamp(conn, f.attempt.at),
+                    f.job.id,
+                )
                 for f in mine
             ],
         )
