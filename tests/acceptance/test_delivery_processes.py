@@ -222,3 +222,70 @@ def _log(deployment: Deployment, delivery: dict[str, object]) -> list[dict[str, 
     shown = deployment.api("GET", f"/callhook/v1/deliveries/{delivery['id']}").json()
     log: list[dict[str, str]] = shown["attempt_log"]
     return log
+
+
+def _worker_children(parent: int) -> list[int]:
+    """Processes started as `callhook worker --parent PARENT`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in args and b"--parent" in args and str(parent).encode() in args:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pids: list[int]) -> list[int]:
+    deadline = datetime.now().timestamp() + 30
+    alive = pids
+    while alive and datetime.now().timestamp() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        threading.Event().wait(0.1)
+    return alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_serve_with_worker_processes_on_sqlite_delivers_once_in_order_and_they_die_with_it(
+    deployment: Deployment, receiver: ThreadedReceiver
+) -> None:
+    server = deployment.serve("--workers", "2")
+    children: list[int] = []
+    deadline = datetime.now().timestamp() + 30
+    while len(children) < 2 and datetime.now().timestamp() < deadline:
+        threading.Event().wait(0.1)  # they start right after the startup line
+        children = _worker_children(server.proc.pid)
+    assert len(children) == 2, "serve --workers 2 starts two worker processes"
+    deployment.import_directory()
+    for etype in (1, 2, 4):
+        deployment.rule(CALLER, etype, f"{receiver.url}/caller")
+    for etype in (0, 2, 3):
+        deployment.rule(CALLEE, etype, f"{receiver.url}/callee")
+    calls = [call_events(f"w-{i}", CALLER, CALLEE, answered=True) for i in range(100)]
+    with httpx.Client() as client:
+        for i in range(0, len(calls), 10):
+            deployment.ingest(list(itertools.chain(*calls[i : i + 10])), client)
+    receiver.wait_until(lambda got: len(got) >= 600, WAIT)
+    threading.Event().wait(1.0)  # anything sent twice would arrive now
+    got = receiver.requests
+    assert len(got) == 600
+    assert len(distinct_ids(got)) == 600, "each delivery sent exactly once"
+    sequences: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in got:
+        sequences[(r.path, r.params["CallID"])].append(int(r.headers["x-callhook-seq"]))
+    assert all(seq == sorted(seq) and len(seq) == 3 for seq in sequences.values())
+
+    # kill -9 of serve takes its workers with it: no orphan keeps sending
+    server.proc.send_signal(signal.SIGKILL)
+    assert _wait_gone(children) == []
+    server.kill()

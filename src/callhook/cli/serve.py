@@ -25,12 +25,14 @@ from callhook import __version__, logs, tls
 from callhook.cli import context
 from callhook.cli.output import emit_json, json_option, say
 from callhook.config import Settings
+from callhook.delivery.processes import WorkerProcesses
 from callhook.delivery.runner import run_worker
 from callhook.errors import ConfigError
 from callhook.provisioning import NewApp
 from callhook.service import utcnow
 from callhook.sources.registry import SourceRegistry
-from callhook.store.database import describe
+from callhook.store import outbox
+from callhook.store.database import describe, writing
 from callhook.wiring import Components, build_worker
 
 CREDENTIALS_FILE = "bootstrap-credentials.json"
@@ -234,14 +236,24 @@ def _save_credentials(startup: Startup) -> None:
         startup.credentials_error = f"cannot write {path}: {exc.strerror or exc}"
 
 
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The environment of worker processes: this one's, with the settings given as options."""
+    env = dict(os.environ)
+    env["CALLHOOK_DATA_DIR"] = str(settings.data_dir)
+    env["CALLHOOK_DATABASE_URL"] = settings.effective_database_url
+    env["CALLHOOK_LOG_LEVEL"] = settings.log_level
+    return env
+
+
 async def _serve(
     components: Components,
     server: _Server,
     sock: socket.socket,
     startup: Startup,
     as_json: bool,
-    with_worker: bool,
+    workers: int | None,
 ) -> None:
+    """Serve; ``workers``: None for no worker, 0 for one in this process, N for N processes."""
     try:
         startup.migrated = await context.prepare(components)
         try:
@@ -258,17 +270,29 @@ async def _serve(
             startup.announce()
         stop = asyncio.Event()
         working = None
-        if with_worker:
+        children = None
+        owns = components.settings.effective_database_url.startswith("sqlite")
+        if workers == 0:
             worker, _ = build_worker(components)
             components.ingest.wake = worker.wake
-            owns = components.settings.effective_database_url.startswith("sqlite")
             working = asyncio.create_task(run_worker(worker, stop, owns_database=owns))
+        elif workers:
+            if owns:  # leases of a previous run's workers: nobody else works on this database
+                async with writing(components.engine) as conn:
+                    await outbox.release_all(conn)
+            children = WorkerProcesses(
+                workers, components.engine, _child_env(components.settings), owns_database=owns
+            )
+            await children.start()
+            components.ingest.wake = children.wake
         try:
             await server.serve(sockets=[sock])
         finally:
             stop.set()
             if working is not None:
                 await working
+            if children is not None:
+                await children.stop()
     finally:
         await components.engine.dispose()
 
@@ -325,6 +349,14 @@ async def _serve(
     is_flag=True,
     help="Serve the API only; deliveries are sent by `callhook worker` processes (PostgreSQL).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help="Worker processes to start and watch; 0 delivers in this process. Each has a core "
+    "of its own (on SQLite too); their metrics are not in this process's /metrics.",
+)
 @context.database_options
 @json_option
 @click.pass_context
@@ -336,6 +368,7 @@ def serve(
     proxy_headers: bool,
     forwarded_allow_ips: str,
     no_worker: bool,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Run the server: the UnifiedAPI, OAuth, ingest and health endpoints, and a worker that
@@ -382,7 +415,8 @@ def serve(
     server = _Server(config)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config)) as runner:
-            runner.run(_serve(components, server, sock, startup, as_json, not no_worker))
+            chosen = None if no_worker else workers
+            runner.run(_serve(components, server, sock, startup, as_json, chosen))
     finally:
         sock.close()
     if not as_json:
