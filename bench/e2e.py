@@ -33,18 +33,18 @@ HOST_CONCURRENCY = 8  # callhook's default CALLHOOK_HOST_CONCURRENCY
 class Setup:
     name: str
     engine: str
-    workers: int  # 0: the worker embedded in serve
-
-    def label(self) -> str:
-        if self.workers == 0:
-            return f"{self.engine}, serve"
-        return f"{self.engine}, {self.workers} worker{'s' if self.workers > 1 else ''}"
+    #: serve's own arguments
+    serve: tuple[str, ...]
+    #: `callhook worker` processes started beside it
+    workers: int
+    label: str
 
 
 SETUPS = {
-    "sqlite": Setup("sqlite", "sqlite", 0),
-    "pg1": Setup("pg1", "postgresql", 1),
-    "pg2": Setup("pg2", "postgresql", 2),
+    "sqlite": Setup("sqlite", "sqlite", (), 0, "sqlite, serve (worker inside)"),
+    "sqlite-w1": Setup("sqlite-w1", "sqlite", ("--workers", "1"), 0, "sqlite, serve --workers 1"),
+    "pg1": Setup("pg1", "postgresql", ("--no-worker",), 1, "postgresql, 1 worker"),
+    "pg2": Setup("pg2", "postgresql", ("--no-worker",), 2, "postgresql, 2 workers"),
 }
 
 
@@ -106,7 +106,7 @@ def run_setup(
 ) -> list[tuple[float | None, load.Outcome]]:
     results = []
     with Deployment(setup.engine) as deployment:
-        deployment.serve(*(["--no-worker"] if setup.workers else []))
+        deployment.serve(*setup.serve)
         for n in range(setup.workers):
             deployment.worker(f"bench-{n}")
         deployment.import_directory(EXTENSIONS)
@@ -122,7 +122,7 @@ def run_setup(
             events = load.call_stream(calls, EXTENSIONS, stagger, f"r{index}")
             expected = calls * load.DELIVERIES_PER_CALL
             progress(
-                f"{setup.label()}: offering {len(events):,} events "
+                f"{setup.label}: offering {len(events):,} events "
                 f"at {fmt(rate) + '/s' if rate else 'the maximum rate'}"
             )
             offered = asyncio.run(
@@ -150,7 +150,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench e2e", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small runs, SQLite only")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
-    parser.add_argument("--setups", default="sqlite,pg1,pg2", help="sqlite,pg1,pg2")
+    parser.add_argument("--setups", default=",".join(SETUPS), help=",".join(SETUPS))
     parser.add_argument("--loads", default="100,1000,max", help="events/s, or max")
     parser.add_argument("--seconds", type=float, default=10.0, help="offered seconds per load")
     parser.add_argument("--drain", type=float, default=180.0, help="longest wait for deliveries")
@@ -188,7 +188,7 @@ def main(argv: list[str]) -> None:
             setup = SETUPS[name]
             for rate, out in run_setup(setup, receiver, loads, seconds, args.drain):
                 table.add(
-                    setup.label(),
+                    setup.label,
                     fmt(rate) if rate else "max",
                     out.accepted_per_s,
                     f"{out.delivered:,}/{out.expected:,}",

@@ -147,18 +147,19 @@ class Ingest:
                     found = await outbox.find_calls(conn, source_id, list(call_ids))
                     calls.update(((source_id, cid), row) for cid, row in found.items())
                 plan = await self._plan(conn, group, calls, now)
+            changed = [row for row in calls.values() if row.id]  # the new ones are inserted
             async with writing(self.engine) as conn:
                 for source_id in sorted(by_source):
                     new = {c: r for (s, c), r in calls.items() if s == source_id and not r.id}
                     await outbox.insert_calls(conn, source_id, new, now)
-                await self._write(conn, plan, calls, now)
+                await self._write(conn, plan, changed, now)
         else:
             async with writing(self.engine) as conn:
                 for source_id, call_ids in sorted(by_source.items()):
                     locked = await outbox.lock_calls(conn, source_id, list(call_ids), now)
                     calls.update(((source_id, cid), row) for cid, row in locked.items())
                 plan = await self._plan(conn, group, calls, now)
-                await self._write(conn, plan, calls, now)
+                await self._write(conn, plan, list(calls.values()), now)
         if plan.deliveries:
             self.wake()
         return plan.results
@@ -205,12 +206,12 @@ class Ingest:
         self,
         conn: AsyncConnection,
         plan: _Plan,
-        calls: dict[tuple[int, str], outbox.CallRow],
+        changed: list[outbox.CallRow],
         now: datetime,
     ) -> None:
         await outbox.insert_events(conn, plan.events, now)
         await outbox.insert_deliveries(conn, plan.deliveries, now)
-        await outbox.save_calls(conn, list(calls.values()), now)
+        await outbox.save_calls(conn, changed, now)
         if plan.deliveries and conn.dialect.name == "postgresql":
             await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 

@@ -97,8 +97,15 @@ def build_worker(components: Components, *, name: str | None = None) -> tuple[Wo
         USER_AGENT,
         limit=max(settings.worker_concurrency, 10),
     )
+    engine = components.engine
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        # the worker's commits (claims, attempt records) need not wait for the disk: one
+        # lost to a power cut means a delivery is sent again (at least once); what ingest
+        # accepted is committed FULL by its own engine
+        engine = create_engine(settings.effective_database_url, durable=False)
     worker = Worker(
-        components.engine,
+        engine,
         sender,
         policy=components.policy,
         timeouts=Timeouts(
@@ -118,6 +125,7 @@ def build_worker(components: Components, *, name: str | None = None) -> tuple[Wo
             max_cooldown=max(60.0, settings.breaker_cooldown_ms / 1000),
         ),
         name=name,
+        owns_engine=engine is not components.engine,
     )
     return worker, sender
 

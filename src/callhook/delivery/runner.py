@@ -54,4 +54,6 @@ async def run_worker(worker: Worker, stop: asyncio.Event, *, owns_database: bool
             await worker.run(stop)
     finally:
         await worker.sender.close()
+        if worker.owns_engine:
+            await worker.engine.dispose()
         log.info("worker stopped name=%s", worker.name)

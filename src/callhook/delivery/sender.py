@@ -97,6 +97,8 @@ class Sender:
         self._inner_resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
+        #: URLs that passed ``_target`` (refusals raise, so they are never kept)
+        self._targets: dict[str, URL] = {}
 
     async def start(self) -> None:
         if self._session is not None:
@@ -172,8 +174,19 @@ class Sender:
         """The URL, as given; refused when it names an unsafe IP address itself.
 
         aiohttp connects to literal IP hosts without asking the resolver, so they are
-        checked here; host names are checked by ``GuardedResolver``.
+        checked here; host names are checked by ``GuardedResolver``. The answers for the
+        URLs seen lately are kept (the same few URLs get most requests).
         """
+        known = self._targets.get(raw)
+        if known is not None:
+            return known
+        url = self._check_target(raw)
+        if len(self._targets) >= 4096:
+            self._targets.clear()
+        self._targets[raw] = url
+        return url
+
+    def _check_target(self, raw: str) -> URL:
         try:
             url = URL(raw, encoded=True)
         except ValueError as exc:

@@ -41,6 +41,11 @@ from callhook.store.database import writing
 
 log = logging.getLogger(__name__)
 
+#: a claim slower than this (seconds) makes the worker refresh the database's statistics,
+#: at most once per STATISTICS_EVERY seconds
+SLOW_CLAIM = 0.25
+STATISTICS_EVERY = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
@@ -57,17 +62,17 @@ class WorkerOptions:
     def holding(self) -> int:
         """Deliveries the worker holds at most, in flight and queued: enough that the requests
         of the next cycle are queued while this cycle's transaction runs."""
-        return 4 * self.concurrency
+        return 8 * self.concurrency
 
     @property
     def batch(self) -> int:
         """Deliveries claimed at most in one cycle."""
-        return 2 * self.concurrency
+        return 4 * self.concurrency
 
     @property
     def per_host_holding(self) -> int:
         """Deliveries of one receiver the worker holds at most; claims skip it beyond."""
-        return min(self.holding, 32 * self.per_host)
+        return min(self.holding, 64 * self.per_host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +100,11 @@ class Worker:
         options: WorkerOptions | None = None,
         breaker: CircuitBreaker | None = None,
         name: str | None = None,
+        owns_engine: bool = False,
     ) -> None:
         self.engine = engine
+        #: the engine was made for this worker: disposed when it stops
+        self.owns_engine = owns_engine
         self.sender = sender
         self.policy = policy
         self.timeouts = timeouts
@@ -113,6 +121,7 @@ class Worker:
         self._queued = 0
         #: leases to give back (host's breaker opened, waited too long), with when they are due
         self._returns: list[tuple[int, datetime]] = []
+        self._analyzed = -STATISTICS_EVERY
         #: attempts made and not recorded yet (the next cycle records them)
         self._done: list[tuple[outbox.Finished, AttemptResult]] = []
         self._secrets: dict[int | None, tuple[float, list[str]]] = {}
@@ -184,6 +193,7 @@ class Worker:
         now = self.clock()
         jobs: list[outbox.Job] = []
         expired: list[outbox.Job] = []
+        slow = False
         try:
             async with writing(self.engine) as conn:
                 kept = await outbox.finish_attempts(conn, self.name, [f for f, _ in done])
@@ -191,6 +201,7 @@ class Worker:
                     ids = [job_id for job_id, at in returns if at == due]
                     await outbox.release(conn, ids, self.name, due)
                 if room > 0:
+                    started = time.monotonic()
                     jobs = await outbox.claim(
                         conn,
                         now=now,
@@ -199,6 +210,7 @@ class Worker:
                         limit=min(room, self.options.batch),
                         skip_hosts=sorted({*full, *opened}),
                     )
+                    slow = time.monotonic() - started > SLOW_CLAIM
                 # decide for every job before any await, then commit, and only then send: a
                 # request that finished before the lease was committed could not be recorded
                 # (its UPDATE would not see the lease yet)
@@ -210,6 +222,8 @@ class Worker:
             self._done = done + self._done
             self._returns = returns + self._returns
             raise
+        if room > 0 and slow:
+            await self._refresh_statistics()
         for (finished, result), was_kept in zip(done, kept, strict=True):
             self._observe(finished.job, result, Outcome(finished.state), was_kept)
         # a receiver's queue may pass its cap by one claim's worth: claims skip it from then on
@@ -220,6 +234,16 @@ class Worker:
                 self._queued += 1
         self._pump()
         return bool(done or returns or jobs)
+
+    async def _refresh_statistics(self) -> None:
+        """A claim was slow: the database's statistics may be stale (see outbox)."""
+        mono = time.monotonic()
+        if mono - self._analyzed < STATISTICS_EVERY or self.engine.dialect.name != "postgresql":
+            return
+        self._analyzed = mono
+        log.info("claiming was slow: refreshing the outbox's statistics")
+        async with self.engine.begin() as conn:
+            await outbox.refresh_statistics(conn)
 
     async def _expire(self, conn: AsyncConnection, job: outbox.Job) -> None:
         await outbox.finish_attempt(

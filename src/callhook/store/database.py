@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,22 +13,29 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return set_pragmas
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, durable: bool = True) -> AsyncEngine:
+    """An engine for ``url``. SQLite commits reach the disk before they return (synchronous
+    FULL) unless ``durable`` is False (NORMAL: in WAL mode a power cut may undo the last
+    commits, never corrupt the database), which is for writes that are safe to lose."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_pragmas("FULL" if durable else "NORMAL")
+        event.listen(engine.sync_engine, "connect", pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
@@ -39,7 +45,8 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+#: per database file: the engines of one process on one file share a lock
+_WRITE_LOCKS: dict[str, asyncio.Lock] = {}
 
 
 @contextlib.asynccontextmanager
@@ -55,8 +62,9 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         async with engine.begin() as conn:
             yield conn
         return
-    lock = _WRITE_LOCKS.get(engine.sync_engine)
+    key = str(engine.url.database)
+    lock = _WRITE_LOCKS.get(key)
     if lock is None:
-        lock = _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
+        lock = _WRITE_LOCKS[key] = asyncio.Lock()
     async with lock, engine.begin() as conn:
         yield conn
