@@ -157,11 +157,12 @@ def run_one(
     rate: float,
     seconds: float,
     drain: float,
+    workers: int,
 ) -> Run:
     label = "1% black-holed" if hole else "clean"
     with Deployment("sqlite") as deployment:
-        progress(f"{label}: SQLite, callhook serve")
-        deployment.serve()
+        progress(f"{label}: SQLite, callhook serve --workers {workers}")
+        deployment.serve("--workers", str(workers))
         deployment.import_directory(FIRING)
         progress(f"  creating {FIRING * len(TYPES)} PhoneCallEvents through the UAPI")
         with httpx.Client(timeout=30) as client:
@@ -202,20 +203,28 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true", help="one 5 s pair of runs at 200/s")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
     parser.add_argument(
-        "--rates", default="200,500", help="offered events/s, comma-separated: a pair per rate"
+        "--rates", default="500", help="offered events/s, comma-separated: pairs per rate"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs per rate")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per rate")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="serve --workers N (0: the worker inside serve)"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="offered seconds per run")
     parser.add_argument("--drain", type=float, default=180.0, help="longest wait for deliveries")
     args = parser.parse_args(argv)
     rates = [200.0] if args.quick else [float(x) for x in args.rates.split(",")]
     seconds = 5.0 if args.quick else args.seconds
+    repeat = 1 if args.quick else args.repeat
 
     pairs: list[tuple[float, Run, Run]] = []
     with Nginx() as receiver, BlackHole() as hole:
-        for rate in [r for r in rates for _ in range(max(1, args.repeat))]:
-            clean = run_one(receiver, None, rate=rate, seconds=seconds, drain=args.drain)
-            holed = run_one(receiver, hole, rate=rate, seconds=seconds, drain=args.drain)
+        for rate in [r for r in rates for _ in range(max(1, repeat))]:
+            clean = run_one(
+                receiver, None, rate=rate, seconds=seconds, drain=args.drain, workers=args.workers
+            )
+            holed = run_one(
+                receiver, hole, rate=rate, seconds=seconds, drain=args.drain, workers=args.workers
+            )
             pairs.append((rate, clean, holed))
     table = Table(
         f"Isolation: {fmt(seconds)} s of answered ext->ext calls (6 POSTs each) per run, SQLite, "
@@ -264,7 +273,7 @@ def main(argv: list[str]) -> None:
         "attempts, connections and pending are counted when the healthy deliveries have all "
         "arrived; black-holed requests never arrive and are not in the latency"
     )
-    if args.repeat > 1:
+    if repeat > 1:
         for rate in rates:
             ratios = [h.outcome.p99_ms / c.outcome.p99_ms for r, c, h in pairs if r == rate]
             table.note(

@@ -288,7 +288,14 @@ class Row:
 
 
 def run_count(
-    engine: str, receiver: Nginx, rules: int, *, rate: float, seconds: float, drain: float
+    engine: str,
+    receiver: Nginx,
+    rules: int,
+    *,
+    rate: float,
+    seconds: float,
+    drain: float,
+    workers: int,
 ) -> Row:
     with Deployment(engine) as deployment:
         progress(f"{rules:,} PhoneCallEvents over {EXTENSIONS:,} extensions ({engine})")
@@ -308,7 +315,7 @@ def run_count(
         )
         bulk_s = time.monotonic() - started
         progress(f"  bulk load took {bulk_s:.1f} s; starting callhook serve")
-        serving: Process = deployment.serve()
+        serving: Process = deployment.serve("--workers", str(workers))
         time.sleep(1)
         rss_idle, _ = memory_mib(serving.pid)
         outcome, _ = drive(
@@ -331,6 +338,9 @@ def main(argv: list[str]) -> None:
         "--rules", default=None, help="comma-separated rule counts (default 1000,100000,1000000)"
     )
     parser.add_argument("--rate", type=float, default=1000.0, help="offered events/s")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="serve --workers N (0: the worker inside serve)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="offered seconds per run")
     parser.add_argument("--drain", type=float, default=180.0, help="longest wait for deliveries")
     args = parser.parse_args(argv)
@@ -347,7 +357,13 @@ def main(argv: list[str]) -> None:
         for count in counts:
             rows.append(
                 run_count(
-                    args.engine, receiver, count, rate=args.rate, seconds=seconds, drain=args.drain
+                    args.engine,
+                    receiver,
+                    count,
+                    rate=args.rate,
+                    seconds=seconds,
+                    drain=args.drain,
+                    workers=args.workers,
                 )
             )
     base = rows[0]
