@@ -33,6 +33,8 @@ EVENT_OF_TYPE = {
     3: "call.answered",
     4: "call.answered",
 }
+#: where each event comes in its call (a call's events are sent in this order)
+ORDER_IN_CALL = {"call.started": 0, "call.answered": 1, "call.ended": 2}
 EVENTS_PER_CALL = 3
 DELIVERIES_PER_CALL = 6
 
@@ -105,13 +107,18 @@ async def offer(
 
     At a fixed rate, the events due in each ``tick`` go in one request (a PBX connector
     batching what happened in the last 10 ms); as fast as possible, ``batch`` events per request
-    with ``in_flight`` requests outstanding.
+    with ``in_flight`` requests outstanding. Like a PBX connector, it sends a call's event only
+    once the previous one is acknowledged (requests in flight together may commit in any
+    order); an event that must wait goes with a later request.
     """
     result = Offered()
     headers = {"Authorization": f"Bearer {token}"}
     endpoint = f"{url}/callhook/v1/call-events"
     limit = asyncio.Semaphore(in_flight if rate is None else 64)
     pending: set[asyncio.Task[None]] = set()
+    #: per call, how many of its events were acknowledged
+    stage: dict[str, int] = {}
+    waiting: list[dict[str, Any]] = []
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -124,27 +131,47 @@ async def offer(
                             at = time.time()
                             for e in chunk:
                                 result.accepted[(e["call_id"], e["type"])] = at
+                                stage[e["call_id"]] = stage.get(e["call_id"], 0) + 1
                             return
                         result.errors += 1
                         if r.status < 500 and r.status != 429:
                             raise SystemExit(f"ingest refused a batch: {r.status} {await r.text()}")
                     await asyncio.sleep(0.1)
+                raise SystemExit(f"ingest kept failing: {result.errors} errors")
+
+        def ready(candidates: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+            """The candidates that may go now (at most ``most``); the others wait."""
+            chunk: list[dict[str, Any]] = []
+            in_chunk: dict[str, int] = {}
+            held: list[dict[str, Any]] = []
+            for e in candidates:
+                call = e["call_id"]
+                position = stage.get(call, 0) + in_chunk.get(call, 0)
+                if len(chunk) < most and position == ORDER_IN_CALL[e["type"]]:
+                    chunk.append(e)
+                    in_chunk[call] = in_chunk.get(call, 0) + 1
+                else:
+                    held.append(e)
+            waiting[:] = held
+            return chunk
 
         result.started = time.time()
         sent = 0
         last_note = time.monotonic()
-        while sent < len(events):
+        while sent < len(events) or waiting:
             if rate is None:
                 await limit.acquire()
                 limit.release()
-                chunk = events[sent : sent + batch]
+                take = max(0, batch - len(waiting))
+                chunk = ready([*waiting, *events[sent : sent + take]], batch)
+                sent = min(len(events), sent + take)
             else:
                 due = min(len(events), int((time.time() - result.started) * rate) + 1)
-                chunk = events[sent:due]
-                if not chunk:
-                    await asyncio.sleep(tick)
-                    continue
-            sent += len(chunk)
+                chunk = ready([*waiting, *events[sent:due]], len(events))
+                sent = max(sent, due)
+            if not chunk:
+                await asyncio.sleep(tick)
+                continue
             task = asyncio.ensure_future(post(chunk))
             pending.add(task)
             task.add_done_callback(pending.discard)
