@@ -358,4 +358,4 @@ def main(argv: list[str]) -> None:
         print(table.text())
         print(verdict)
     else:
-        record("api", "API: List and Create vs a bare Starlette endpoint", [table], verdict)
+        record("api", "3. API: List and Create vs a bare Starlette endpoint", [table], verdict)

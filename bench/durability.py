@@ -548,4 +548,4 @@ def main(argv: list[str]) -> None:
         print(table.text())
         print(summary)
     else:
-        record("durability", "Durability cost: ingest vs bare batched inserts", [table], summary)
+        record("durability", "5. Durability cost: ingest vs bare batched inserts", [table], summary)

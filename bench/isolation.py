@@ -228,7 +228,7 @@ def main(argv: list[str]) -> None:
             pairs.append((rate, clean, holed))
     table = Table(
         f"Isolation: {fmt(seconds)} s of answered ext->ext calls (6 POSTs each) per run, SQLite, "
-        "callhook serve; latency of the requests to nginx",
+        f"callhook serve --workers {args.workers}; latency of the requests to nginx",
         [
             "offered ev/s",
             "run",

@@ -369,7 +369,8 @@ def main(argv: list[str]) -> None:
     base = rows[0]
     table = ReportTable(
         f"Rules at scale: {fmt(args.rate)} events/s offered for {fmt(seconds)} s ({args.engine}, "
-        "callhook serve), answered ext->ext calls (6 POSTs each) to nginx on 127.0.0.1",
+        f"callhook serve --workers {args.workers}), answered ext->ext calls (6 POSTs each) "
+        "to nginx on 127.0.0.1",
         [
             "rules",
             "extensions",
