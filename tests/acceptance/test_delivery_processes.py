@@ -184,7 +184,7 @@ def test_three_workers_on_postgresql_send_each_delivery_once_and_in_order_per_ur
     tmp_path: Path, postgres_url: str, receiver: ThreadedReceiver
 ) -> None:
     # a worker keeps the work it can hold (it records a call's delivery and claims the next
-    # one in the same transaction): with 2 requests in flight each (holding 8), no worker can
+    # one in the same transaction): with 2 requests in flight each (holding 16), no worker can
     # hold the 900 deliveries, so the three must share them, as they do under load
     deployment = Deployment(tmp_path, postgres_url, CALLHOOK_WORKER_CONCURRENCY="2")
     try:

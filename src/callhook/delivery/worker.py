@@ -2,8 +2,8 @@
 
 Claimed deliveries wait in this worker in one queue per receiver (host:port); at most
 ``per_host`` requests are in flight to one receiver and ``concurrency`` in all, and the worker
-holds (in flight and queued) at most four times ``concurrency``, and for one receiver at most
-32 times ``per_host``. So a dead or slow receiver holds only its own deliveries (a tripped
+holds (in flight and queued) at most eight times ``concurrency``, and for one receiver at most
+64 times ``per_host``. So a dead or slow receiver holds only its own deliveries (a tripped
 breaker delays them; it never drops them), and a fast one is never waiting for a claim: its
 queue is refilled in large batches while its requests run. Order per (url, call) is kept by the
 claim query (the next delivery of a call to a URL is claimable only once the previous one is
