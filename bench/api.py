@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.deploy import Deployment, extended
+from bench.deploy import Deployment, extended, stop_process
 from bench.report import Table, progress, ratio, record
 
 TARGET = 0.5
@@ -210,13 +210,7 @@ class BareApp:
         self.url: str = json.loads(first)["url"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -65,25 +65,37 @@ def directory_yaml(extensions: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def postgres_database() -> str:
-    """A new empty database on the benchmark's PostgreSQL server; its SQLAlchemy URL."""
-    admin = f"{POSTGRES}/postgres"
-    for sql in (
-        f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)",
-        f"CREATE DATABASE {BENCH_DB}",
-    ):
-        done = subprocess.run(
-            ["psql", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c", sql],
-            capture_output=True,
-            text=True,
-            check=False,
+def psql(sql: str) -> None:
+    """Run one statement on the benchmark's PostgreSQL server (as its ``postgres`` database)."""
+    done = subprocess.run(
+        ["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{POSTGRES}/postgres", "-c", sql],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(
+            f"PostgreSQL at {POSTGRES} is not usable ({done.stderr.strip()}); set "
+            "CALLHOOK_BENCH_POSTGRES_URL or run only the SQLite benchmarks (--sqlite-only)."
         )
-        if done.returncode:
-            raise SystemExit(
-                f"PostgreSQL at {POSTGRES} is not usable ({done.stderr.strip()}); "
-                "set CALLHOOK_BENCH_POSTGRES_URL or run only the SQLite benchmarks."
-            )
-    return f"{POSTGRES.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{BENCH_DB}"
+
+
+def postgres_database(name: str = BENCH_DB) -> str:
+    """A new empty database ``name`` on the benchmark's PostgreSQL server; its SQLAlchemy URL."""
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(f"CREATE DATABASE {name}")
+    return f"{POSTGRES.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Process:
@@ -136,13 +148,7 @@ class Process:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Deployment:

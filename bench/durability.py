@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import itertools
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -40,7 +39,7 @@ from typing import Any
 from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.deploy import POSTGRES
+from bench.deploy import postgres_database, psql
 from bench.report import Table, progress, ratio, record
 from callhook.domain.accounts import AccountKind, ExtensionType
 from callhook.domain.calls import CallEvent, parse_batch
@@ -117,29 +116,13 @@ def request(first: int, n_calls: int, prefix: str = "bench") -> list[CallEvent]:
 # --- databases ---------------------------------------------------------------------------------
 
 
-def _psql(sql: str) -> None:
-    done = subprocess.run(
-        ["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{POSTGRES}/postgres", "-c", sql],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode:
-        raise SystemExit(
-            f"PostgreSQL at {POSTGRES} is not usable ({done.stderr.strip()}); "
-            "set CALLHOOK_BENCH_POSTGRES_URL or run with --sqlite-only."
-        )
-
-
 def fresh_postgres() -> str:
     """A new empty database (dropping the previous one of this benchmark); its URL."""
-    _psql(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-    _psql(f"CREATE DATABASE {PG_DATABASE}")
-    return f"{POSTGRES.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{PG_DATABASE}"
+    return postgres_database(PG_DATABASE)
 
 
 def drop_postgres() -> None:
-    _psql(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    psql(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
 
 
 def _sqlite_no_fsync(dbapi_connection: Any, _record: Any) -> None:

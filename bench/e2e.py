@@ -129,18 +129,7 @@ def run_setup(
                 load.offer(deployment.url, deployment.source_token, events, rate=rate)
             )
             progress(f"  accepted {offered.events_per_s:,.0f} events/s; waiting for deliveries")
-            deadline = time.monotonic() + drain
-            arrivals = receiver.arrivals()
-            last, last_change = len(arrivals), time.monotonic()
-            while len(arrivals) < expected and time.monotonic() < deadline:
-                time.sleep(1)
-                arrivals = receiver.arrivals()
-                if len(arrivals) != last:
-                    last, last_change = len(arrivals), time.monotonic()
-                    progress(f"  received {len(arrivals):,}/{expected:,}")
-                elif time.monotonic() - last_change > 30:
-                    progress("  nothing arrived for 30 s: giving up on the rest")
-                    break
+            arrivals = load.wait_for_arrivals(receiver, expected, drain, deployment.database_url)
             keys = asyncio.run(load.delivery_keys(deployment.database_url))
             results.append((rate, load.measure(offered, arrivals, keys, expected)))
     return results

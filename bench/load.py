@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bench.deploy import extended
-from bench.nginx import Arrival
+from bench.nginx import Arrival, Nginx
 from bench.report import percentile, progress
 from callhook.store.database import create_engine
 from callhook.store.tables import deliveries
@@ -245,3 +245,48 @@ def measure(
         max_ms=max(latencies, default=math.nan),
         duplicates=duplicates,
     )
+
+
+def wait_for_arrivals(
+    receiver: Nginx, expected: int, drain: float, database_url: str
+) -> list[Arrival]:
+    """Wait (at most ``drain`` s, or until nothing arrived for 30 s) for ``expected`` requests
+    at ``receiver``; when some are missing, print the deliveries by state (why)."""
+    deadline = time.monotonic() + drain
+    arrivals = receiver.arrivals()
+    last, last_change = len(arrivals), time.monotonic()
+    while len(arrivals) < expected and time.monotonic() < deadline:
+        time.sleep(1)
+        arrivals = receiver.arrivals()
+        if len(arrivals) != last:
+            last, last_change = len(arrivals), time.monotonic()
+            progress(f"  received {len(arrivals):,}/{expected:,}")
+        elif time.monotonic() - last_change > 30:
+            progress("  nothing arrived for 30 s: giving up on the rest")
+            break
+    if len(arrivals) < expected:
+        for line in asyncio.run(delivery_states(database_url)):
+            progress(f"    {line}")
+    return arrivals
+
+
+async def delivery_states(database_url: str) -> list[str]:
+    """Deliveries by state and receiver, with an error of each group: why some are missing."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    deliveries.c.state,
+                    deliveries.c.host,
+                    func.count(),
+                    func.max(deliveries.c.attempts),
+                    func.max(deliveries.c.last_error),
+                ).group_by(deliveries.c.state, deliveries.c.host)
+            )
+            return [
+                f"{state} to {host}: {count:,} (attempts up to {attempts}, error {error!r})"
+                for state, host, count, attempts, error in rows
+            ]
+    finally:
+        await engine.dispose()

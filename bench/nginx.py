@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from bench.deploy import stop_process
+
 CONFIG = """
 worker_processes 1;
 daemon off;
@@ -111,11 +113,7 @@ class Nginx:
         tb: TracebackType | None,
     ) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+            stop_process(self._proc, 10)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def reopen(self) -> None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench import load
@@ -34,7 +34,7 @@ from bench.nginx import Nginx
 from bench.report import Table as ReportTable
 from bench.report import fmt, progress, ratio, record
 from callhook.store.database import create_engine
-from callhook.store.tables import accounts, apps, deliveries, extensions, phone_call_events
+from callhook.store.tables import accounts, apps, extensions, phone_call_events
 
 EXTENSIONS = 100_000
 #: extensions the calls of the load use (as in benchmark 1); each has one rule of every type
@@ -235,45 +235,9 @@ def drive(
     progress(f"  offering {len(events):,} events at {fmt(rate)}/s")
     offered = asyncio.run(load.offer(deployment.url, deployment.source_token, events, rate=rate))
     progress(f"  accepted {offered.events_per_s:,.0f} events/s; waiting for deliveries")
-    deadline = time.monotonic() + drain
-    arrivals = receiver.arrivals()
-    last, last_change = len(arrivals), time.monotonic()
-    while len(arrivals) < expected and time.monotonic() < deadline:
-        time.sleep(1)
-        arrivals = receiver.arrivals()
-        if len(arrivals) != last:
-            last, last_change = len(arrivals), time.monotonic()
-            progress(f"  received {len(arrivals):,}/{expected:,}")
-        elif time.monotonic() - last_change > 30:
-            progress("  nothing arrived for 30 s: giving up on the rest")
-            break
-    if len(arrivals) < expected:
-        for line in asyncio.run(delivery_states(deployment.database_url)):
-            progress(f"    {line}")
+    arrivals = load.wait_for_arrivals(receiver, expected, drain, deployment.database_url)
     keys = asyncio.run(load.delivery_keys(deployment.database_url))
     return load.measure(offered, arrivals, keys, expected), offered
-
-
-async def delivery_states(database_url: str) -> list[str]:
-    """Deliveries by state and receiver, with an error of each group: why some are missing."""
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                select(
-                    deliveries.c.state,
-                    deliveries.c.host,
-                    func.count(),
-                    func.max(deliveries.c.attempts),
-                    func.max(deliveries.c.last_error),
-                ).group_by(deliveries.c.state, deliveries.c.host)
-            )
-            return [
-                f"{state} to {host}: {count:,} (attempts up to {attempts}, error {error!r})"
-                for state, host, count, attempts, error in rows
-            ]
-    finally:
-        await engine.dispose()
 
 
 @dataclass
