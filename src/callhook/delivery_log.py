@@ -112,6 +112,7 @@ def render(row: Any) -> dict[str, Any]:
         "finished": row.finished.isoformat() if row.finished else None,
         "last_status": row.last_status,
         "last_error": row.last_error,
+        "note": row.note,
     }
     return doc
 

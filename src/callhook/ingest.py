@@ -93,6 +93,7 @@ class _Applied:
     call_id: str
     fired: list[Fired]
     result: Result
+    note: str | None
 
 
 class Ingest:
@@ -198,7 +199,8 @@ class Ingest:
                 call.state = step.state
                 plan.events.append(outbox.NewEvent(pending.source.id, call, event, step.ignored))
                 if step.fired:
-                    applied.append(_Applied(call, event.call_id, step.fired, result))
+                    note = event.reconstructed and f"reconstructed: {event.reconstructed}"
+                    applied.append(_Applied(call, event.call_id, step.fired, result, note))
         plan.deliveries = await self._deliveries(conn, applied, now)
         return plan
 
@@ -233,19 +235,19 @@ class Ingest:
             for fired in item.fired:
                 for rule in rules[wanted[(fired.extension, fired.trigger)]]:
                     item.call.seq += 1
-                    made.append(self._delivery(item.call, item.call_id, fired, rule, now))
+                    made.append(self._delivery(item, fired, rule, now))
                     item.result.deliveries += 1
         return made
 
     def _delivery(
-        self, call: outbox.CallRow, call_id: str, fired: Fired, rule: outbox.Rule, now: datetime
+        self, item: _Applied, fired: Fired, rule: outbox.Rule, now: datetime
     ) -> outbox.NewDelivery:
         event_type = int(fired.trigger)
         return outbox.NewDelivery(
             webhook_id=new_webhook_id(),
-            call=call,
-            call_id=call_id,
-            seq=call.seq,
+            call=item.call,
+            call_id=item.call_id,
+            seq=item.call.seq,
             event_type=event_type,
             extension=fired.extension,
             owner_path=rule.owner_path,
@@ -256,4 +258,5 @@ class Ingest:
             host=receiver_key(rule.url),
             payload=encode_params(fired.params),
             expires_at=now + timedelta(seconds=lifetime(self.policy, event_type)),
+            note=item.note,
         )

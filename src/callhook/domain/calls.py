@@ -88,6 +88,9 @@ class CallEvent:
     api_id: str | None = None
     extension: str | None = None
     disposition: str | None = None
+    #: why a source made up this ``call.ended`` instead of seeing the PBX say so (the call's
+    #: channels were gone when the source reconnected; the call outlived the maximum call age)
+    reconstructed: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -100,7 +103,7 @@ class CallEvent:
             doc["caller"] = self.caller.to_json()
         if self.callee:
             doc["callee"] = self.callee.to_json()
-        for name in ("did", "dialled", "api_id", "extension", "disposition"):
+        for name in ("did", "dialled", "api_id", "extension", "disposition", "reconstructed"):
             if getattr(self, name):
                 doc[name] = getattr(self, name)
         return doc
@@ -119,6 +122,7 @@ class CallEvent:
             api_id=doc.get("api_id"),
             extension=doc.get("extension"),
             disposition=doc.get("disposition"),
+            reconstructed=doc.get("reconstructed"),
         )
 
 
@@ -317,7 +321,7 @@ _EVENT_FIELDS = {
     Kind.STARTED: {"caller", "callee", "did", "dialled", "api_id"},
     Kind.RINGING: {"extension"},
     Kind.ANSWERED: {"extension"},
-    Kind.ENDED: {"disposition"},
+    Kind.ENDED: {"disposition", "reconstructed"},
 }
 _COMMON = {"event_id", "call_id", "type", "time"}
 
@@ -425,6 +429,7 @@ def parse_event(doc: Any, where: str = "") -> CallEvent:
             api_id=_text(doc, "api_id", where),
         )
     if kind is Kind.ENDED:
+        event = replace(event, reconstructed=_text(doc, "reconstructed", where))
         disposition = _text(doc, "disposition", where)
         if disposition is None:
             # decided by the call: ANSWER if it was answered, else UNKNOWN

@@ -271,6 +271,8 @@ class NewDelivery:
     host: str
     payload: str
     expires_at: datetime
+    #: shown in the delivery log: why the event behind it was made up by its source
+    note: str | None = None
 
 
 def order_key(url: str, call_ref: int) -> str:
@@ -298,6 +300,7 @@ _DELIVERY_COLUMNS = (
     "next_at",
     "expires_at",
     "created",
+    "note",
 )
 
 
@@ -339,6 +342,7 @@ async def insert_deliveries(
                 created,
                 bulk.timestamp(conn, d.expires_at),
                 created,
+                d.note,
             )
             for d in rows
         ],

@@ -173,6 +173,30 @@ sources = Table(
     Column("created", UTCDateTime, nullable=False),
 )
 
+#: the live state of each PBX connection (AMI, ESL), written by the process that runs it
+source_links = Table(
+    "source_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    #: ami or esl
+    Column("kind", String(10), nullable=False),
+    #: host:port of the PBX
+    Column("target", String(255), nullable=False),
+    Column("connected", Boolean, nullable=False, server_default=false()),
+    #: when the link last connected (connected) or dropped (not connected)
+    Column("since", UTCDateTime, nullable=True),
+    Column("events", BigInteger, nullable=False),
+    Column("reconnects", Integer, nullable=False),
+    Column("tracked_calls", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UTCDateTime, nullable=True),
+    #: the process running the link (host:pid) and when it last reported
+    Column("runner", String(100), nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    UniqueConstraint("source_id", name="uq_source_links_source_id"),
+)
+
 calls = Table(
     "calls",
     metadata,
@@ -236,6 +260,8 @@ deliveries = Table(
     Column("finished", UTCDateTime, nullable=True),
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
+    #: why the event behind it was made up by its source (a reconstructed hangup), if it was
+    Column("note", String(250), nullable=True),
     Index("ix_deliveries_state_next_at", "state", "next_at"),
     Index("ix_deliveries_order_key_id", "order_key", "id"),
     Index("ix_deliveries_created", "created"),
