@@ -39,6 +39,12 @@ SETTINGS_DOC: dict[str, str] = {
     "CALLHOOK_HOST_CONCURRENCY": "webhook requests one worker keeps in flight to one host",
     "CALLHOOK_BREAKER_FAILURES": "consecutive failures to one host that open its circuit breaker",
     "CALLHOOK_BREAKER_COOLDOWN_MS": "how long an open breaker first waits before a probe, in ms",
+    "CALLHOOK_SOURCES": (
+        "PBX links `callhook serve` runs, as source URLs separated by spaces "
+        "(ami://USER:SECRET@HOST:5038?org=3, esl://:PASSWORD@HOST:8021?org=3)"
+    ),
+    "CALLHOOK_AMI_SECRET": "the AMI secret for `callhook source ami` (instead of --secret)",
+    "CALLHOOK_ESL_PASSWORD": "the ESL password for `callhook source esl` (instead of --password)",
 }
 
 
@@ -78,6 +84,8 @@ class Settings:
     host_concurrency: int = 8
     breaker_failures: int = 5
     breaker_cooldown_ms: int = 5000
+    #: CALLHOOK_SOURCES as given (checked by from_env; parsed by sources.spec)
+    sources: str = field(default="", repr=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -131,8 +139,17 @@ class Settings:
             host_concurrency=_int(env, "CALLHOOK_HOST_CONCURRENCY", 8, 1, 10_000),
             breaker_failures=_int(env, "CALLHOOK_BREAKER_FAILURES", 5, 1, 1_000_000),
             breaker_cooldown_ms=_int(env, "CALLHOOK_BREAKER_COOLDOWN_MS", 5000, 10, 600_000),
+            sources=_sources(env.get("CALLHOOK_SOURCES", "")),
             extra={k: env[k] for k in unknown},
         )
+
+
+def _sources(text: str) -> str:
+    """Validate now: a malformed source URL must stop the start."""
+    from callhook.sources.spec import parse_source_urls
+
+    parse_source_urls(text)
+    return text.strip()
 
 
 def _networks(text: str) -> str:

@@ -54,6 +54,7 @@ RequestInvalid = _err("RequestInvalid", 400, "request_invalid", "The request is 
 PayloadTooLarge = _err(
     "PayloadTooLarge", 413, "request_invalid", "The request body is larger than 1 MiB."
 )
+AdminOnly = _err("AdminOnly", 403, "admin_only", "Only an Administrator account may see this.")
 Unauthenticated = _err("Unauthenticated", 401, "access_denied", "A valid access token is required.")
 RouteNotFound = _err("RouteNotFound", 404, "not_found", "No such resource.")
 MethodNotAllowed = _err("MethodNotAllowed", 405, "method_not_allowed", "Method not allowed here.")

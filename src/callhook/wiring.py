@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,8 +27,15 @@ from callhook.oauth import OAuth
 from callhook.provisioning import Provisioning
 from callhook.service import Service, utcnow
 from callhook.signing_keys import SigningKeys
+from callhook.sources.link import Link, Mapper
+from callhook.sources.registry import SourceRegistry
+from callhook.sources.runner import IngestSink, LinkRunner
+from callhook.sources.spec import SourceSpec
+from callhook.sources.status import LinkStatus
+from callhook.sources.tracking import CallTracker
 from callhook.store import migrate
 from callhook.store.database import create_engine, describe
+from callhook.store.sources import Source
 from callhook.wiring_types import AppState
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,7 @@ def build(settings: Settings) -> Components:
         ingest=ingest,
         deliveries=DeliveryLog(engine, policy=policy, clock=utcnow),
         signing=SigningKeys(engine, clock=utcnow),
+        sources=SourceRegistry(engine, clock=utcnow),
         metrics=metrics,
         public_url=settings.public_url,
         limiter=limiter,
@@ -128,6 +137,41 @@ def build_worker(components: Components, *, name: str | None = None) -> tuple[Wo
         owns_engine=engine is not components.engine,
     )
     return worker, sender
+
+
+def build_link_runner(
+    components: Components,
+    spec: SourceSpec,
+    source: Source,
+    *,
+    on_change: Callable[[LinkStatus], None] = lambda _s: None,
+) -> LinkRunner:
+    """The runner of one PBX link (AMI or ESL) feeding this process's ingest."""
+    # each protocol is loaded only when a link of its kind runs
+    tracker = CallTracker(max_age=spec.max_call_age)
+    link: Link
+    mapper: Mapper
+    if spec.kind == "ami":
+        from callhook.sources.ami.calls import AmiCalls
+        from callhook.sources.ami.client import AmiLink
+
+        link = AmiLink(spec.host, spec.port, spec.username, spec.secret)
+        mapper = AmiCalls(spec.numbering, tracker)
+    else:
+        from callhook.sources.esl.calls import EslCalls
+        from callhook.sources.esl.client import EslLink
+
+        link = EslLink(spec.host, spec.port, spec.secret, event_format=spec.event_format)
+        mapper = EslCalls(spec.numbering, tracker)
+    return LinkRunner(
+        spec,
+        link,
+        mapper,
+        IngestSink(components.ingest, source),
+        components.engine,
+        clock=utcnow,
+        on_change=on_change,
+    )
 
 
 async def prepare_database(components: Components) -> tuple[str | None, str]:

@@ -11,6 +11,7 @@ from callhook.ingest import Ingest
 from callhook.oauth import OAuth
 from callhook.service import Service
 from callhook.signing_keys import SigningKeys
+from callhook.sources.registry import SourceRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class AppState:
     ingest: Ingest
     deliveries: DeliveryLog
     signing: SigningKeys
+    sources: SourceRegistry
     metrics: Metrics = field(default_factory=Metrics)
     public_url: str = ""
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))

@@ -163,6 +163,7 @@ def test_every_route_is_described_and_vice_versa(tmp_path: Path) -> None:
 #: the response component that documents each error status other than 400
 ERROR_RESPONSES = {
     401: "Unauthorized",
+    403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "PayloadTooLarge",

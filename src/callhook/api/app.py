@@ -7,7 +7,15 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callhook.api.errors import HANDLERS, CatchAll
-from callhook.api.routes import deliveries, health, ingest, oauth, oauth_authorize, uapi_events
+from callhook.api.routes import (
+    deliveries,
+    health,
+    ingest,
+    oauth,
+    oauth_authorize,
+    sources,
+    uapi_events,
+)
 from callhook.wiring_types import AppState
 
 
@@ -38,6 +46,7 @@ def create_app(state: AppState) -> ASGIApp:
             *oauth_authorize.routes,
             *ingest.routes,
             *deliveries.routes,
+            *sources.routes,
             *health.routes,
         ],
         exception_handlers=HANDLERS,

@@ -12,6 +12,7 @@ import click
 
 from callhook import __version__
 from callhook.cli.admin import admin
+from callhook.cli.links import source
 from callhook.cli.listen import listen
 from callhook.cli.migrate import migrate
 from callhook.cli.output import fail
@@ -50,6 +51,7 @@ cli.add_command(admin)
 cli.add_command(worker)
 cli.add_command(listen)
 cli.add_command(simulate)
+cli.add_command(source)
 
 
 def main() -> None:

@@ -31,9 +31,10 @@ from callhook.errors import ConfigError
 from callhook.provisioning import NewApp
 from callhook.service import utcnow
 from callhook.sources.registry import SourceRegistry
+from callhook.sources.spec import SourceSpec, parse_source_url, parse_source_urls
 from callhook.store import outbox
 from callhook.store.database import describe, writing
-from callhook.wiring import Components, build_worker
+from callhook.wiring import Components, build_link_runner, build_worker
 
 CREDENTIALS_FILE = "bootstrap-credentials.json"
 
@@ -146,6 +147,8 @@ class Startup:
     source_token: str | None = None
     credentials_file: Path | None = None
     credentials_error: str = ""
+    #: the PBX links this process runs
+    links: tuple[SourceSpec, ...] = ()
 
     @property
     def token_url(self) -> str:
@@ -183,6 +186,7 @@ class Startup:
                 "source_token": self.source_token,
             },
             "credentials_file": self.credentials_file,
+            "sources": [spec.describe() for spec in self.links],
         }
 
     def announce(self) -> None:
@@ -197,6 +201,8 @@ class Startup:
             say(f"  TLS       development certificate {self.tls.cert} ({self.tls.status})")
         elif self.tls.mode == "files":
             say(f"  TLS       {self.tls.cert}")
+        for spec in self.links:
+            say(f"  source    {spec.describe()}")
         boot = self.bootstrap
         if boot is not None:
             say()
@@ -234,6 +240,16 @@ def _save_credentials(startup: Startup) -> None:
         startup.credentials_file = path
     except OSError as exc:
         startup.credentials_error = f"cannot write {path}: {exc.strerror or exc}"
+
+
+def _links(settings: Settings, urls: tuple[str, ...]) -> tuple[SourceSpec, ...]:
+    specs = parse_source_urls(settings.sources)
+    specs += [parse_source_url(url, f"--source #{i}: ") for i, url in enumerate(urls, 1)]
+    names = [spec.name for spec in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"two PBX sources are named {name!r}; give each its own name=...")
+    return tuple(specs)
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
@@ -285,16 +301,32 @@ async def _serve(
             )
             await children.start()
             components.ingest.wake = children.wake
+        links = await _start_links(components, startup.links, stop)
         try:
             await server.serve(sockets=[sock])
         finally:
             stop.set()
+            if links:
+                await asyncio.gather(*links)  # their queued call events are committed first
             if working is not None:
                 await working
             if children is not None:
                 await children.stop()
     finally:
         await components.engine.dispose()
+
+
+async def _start_links(
+    components: Components, specs: tuple[SourceSpec, ...], stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """Run each PBX link of CALLHOOK_SOURCES / --source in this process."""
+    registry = SourceRegistry(components.engine)
+    tasks = []
+    for spec in specs:
+        source = await registry.ensure(spec.name)
+        runner = build_link_runner(components, spec, source)
+        tasks.append(asyncio.create_task(runner.run(stop), name=f"source-{spec.name}"))
+    return tasks
 
 
 @click.command()
@@ -357,6 +389,14 @@ async def _serve(
     help="Worker processes to start and watch; 0 delivers in this process. Each has a core "
     "of its own (on SQLite too); their metrics are not in this process's /metrics.",
 )
+@click.option(
+    "--source",
+    "source_urls",
+    multiple=True,
+    metavar="URL",
+    help="Follow a PBX in this process: ami://USER:SECRET@HOST:5038?org=3 (Asterisk) or "
+    "esl://:PASSWORD@HOST:8021?org=3 (FreeSWITCH); repeat for more. Adds to CALLHOOK_SOURCES.",
+)
 @context.database_options
 @json_option
 @click.pass_context
@@ -369,6 +409,7 @@ def serve(
     forwarded_allow_ips: str,
     no_worker: bool,
     workers: int,
+    source_urls: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Run the server: the UnifiedAPI, OAuth, ingest and health endpoints, and a worker that
@@ -388,13 +429,18 @@ def serve(
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ConfigError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
+    links = _links(settings, source_urls)
     served_tls = _tls(data_dir, tls_cert, tls_key, tls_self_signed)
     logs.configure(settings.log_level)
     sock = _listen(settings.host, settings.port)
     port = sock.getsockname()[1]
     scheme = "https" if served_tls.cert else "http"
     startup = Startup(
-        settings, f"{scheme}://{_url_host(settings.host)}:{port}", served_tls, (None, "")
+        settings,
+        f"{scheme}://{_url_host(settings.host)}:{port}",
+        served_tls,
+        (None, ""),
+        links=links,
     )
     components = context.open_components(settings)
     config = uvicorn.Config(

@@ -6,13 +6,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callhook import crypto
 from callhook.errors import Conflict, NotFound, RequestInvalid
 from callhook.service import utcnow
-from callhook.store import sources
+from callhook.sources.status import link_document
+from callhook.store import source_links, sources
 from callhook.store.sources import Source
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -49,6 +51,28 @@ class SourceRegistry:
                 raise Conflict(f"A source named {name} already exists.")
             source = await sources.insert_source(conn, name, crypto.hash_token(token), self.clock())
         return NewSource(source, token)
+
+    async def ensure(self, name: str) -> Source:
+        """The source named ``name``, created when missing (for a PBX link run by callhook
+        itself, which needs no token: its token is made and forgotten)."""
+        async with self.engine.connect() as conn:
+            found = await sources.find_by_name(conn, name)
+        if found is not None:
+            return found
+        try:
+            return (await self.create(name)).source
+        except Conflict:  # made meanwhile by another process
+            async with self.engine.connect() as conn:
+                found = await sources.find_by_name(conn, name)
+            assert found is not None
+            return found
+
+    async def links(self) -> list[dict[str, Any]]:
+        """Every PBX link run by callhook, with its state (sources/status.py)."""
+        async with self.engine.connect() as conn:
+            rows = await source_links.list_links(conn)
+        now = self.clock()
+        return [link_document(name, row, now) for name, row in rows]
 
     async def list(self) -> list[SourceInfo]:
         async with self.engine.connect() as conn:
