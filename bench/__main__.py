@@ -14,6 +14,7 @@ BENCHMARKS = {
     "api": "bench.api",
     "isolation": "bench.isolation",
     "durability": "bench.durability",
+    "kamailio": "bench.kamailio",
 }
 
 

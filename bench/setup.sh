@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the benchmarks need beyond the Python packages: nginx (the receiver) and wrk (the HTTP
-# load generator), from Debian's packages.
+# load generator), from Debian's packages; and for the kamailio benchmark Kamailio and SIPp
+# (contrib/kamailio/install-packages.sh installs what is missing of them).
 set -euo pipefail
+bash "$(dirname "$0")/../contrib/kamailio/install-packages.sh"
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)

@@ -1,0 +1,455 @@
+"""Benchmark 6, Kamailio: real SIP calls through contrib/kamailio/callhook.cfg to webhooks at nginx.
+
+SIPp places answered extension-to-extension calls (1 s of talk) through Kamailio to a SIPp
+answering side, at increasing rates (calls/s, each for ``--seconds``). Kamailio posts each call's
+3 events to ``callhook serve`` (``--workers 1``, SQLite) from its queue; callhook delivers the 6
+PhoneCallEvents of each call to nginx. For each rate: calls placed, SIP failures (SIPp's failed
+calls) and retransmissions, call events accepted by callhook, deliveries made and delivered,
+and the latency from the call event at Kamailio (the ``time`` Kamailio stamps on it) to the
+arrival of each webhook at nginx (p50/p99/max). A rate is *clean* when no call failed in SIP,
+every call's 3 events reached callhook, and all its 6 deliveries were made and delivered.
+
+The baseline, measured in the same run: the same SIPp load through the same configuration with
+``-A CALLHOOK_NO_EVENTS`` (SIP only). The figure is the highest clean rate with events against
+the highest rate SIP alone carries without failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import math
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from bench.deploy import Deployment, extended, extension, stop_process
+from bench.load import EVENT_OF_TYPE, delivery_keys, wait_for_arrivals
+from bench.nginx import Nginx
+from bench.report import Table, fmt, percentile, progress, ratio, record
+from callhook.store.database import create_engine
+from callhook.store.tables import call_events, calls, deliveries
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRIB = ROOT / "contrib" / "kamailio"
+SCENARIOS = CONTRIB / "sipp"
+EXTENSIONS = 100
+TYPES = (0, 1, 2, 3, 4)
+EVENTS_PER_CALL = 3
+DELIVERIES_PER_CALL = 6
+TALK_MS = 1000
+ORG = "0003"
+
+
+def ensure_tools() -> str:
+    """The kamailio binary; Kamailio and SIPp are installed from Debian when missing."""
+    kamailio = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    if not (Path(kamailio).exists() and shutil.which("sipp")):
+        progress("installing Kamailio and SIPp (contrib/kamailio/install-packages.sh)")
+    done = subprocess.run(
+        ["bash", str(CONTRIB / "install-packages.sh")], capture_output=True, text=True, check=False
+    )
+    if done.returncode or not shutil.which("sipp"):
+        raise SystemExit(f"Kamailio and SIPp are needed: {done.stderr.strip()}")
+    return shutil.which("kamailio") or "/usr/sbin/kamailio"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def udp_listening(port: int) -> bool:
+    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    return any(line.split()[1].endswith(f":{port:04X}") for line in lines)
+
+
+@contextmanager
+def process(args: list[str], cwd: Path, log: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A background process that listens on UDP ``port``; stopped on leaving."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not udp_listening(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{args[0]} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+@dataclass
+class Kamailio:
+    binary: str
+    port: int
+    ctl: str
+
+    def queued(self) -> int:
+        """Events waiting in Kamailio's queue (not counting the batch being sent)."""
+        done = subprocess.run(
+            ["kamcmd", "-s", self.ctl, "mqueue.get_size", "callhook"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for line in done.stdout.splitlines():
+            if line.strip().startswith("size:"):
+                return int(line.split(":", 1)[1])
+        return -1
+
+
+@contextmanager
+def kamailio(
+    binary: str, tmp: Path, uas_port: int, callhook: str, token: str, events: bool
+) -> Iterator[Kamailio]:
+    """Kamailio on the recipe, its settings given with -A as a user may."""
+    port = free_udp_port()
+    ctl = f"unix:{tmp / 'kamailio_ctl'}"
+    defines = {
+        "CALLHOOK_LISTEN": f"udp:127.0.0.1:{port}",
+        "CALLHOOK_URL": f'"{callhook}/callhook/v1/call-events"',
+        "CALLHOOK_TOKEN": f'"{token}"',
+        "CALLHOOK_ORG": f'"{ORG}"',
+        "CALLHOOK_FORWARD": f'"sip:127.0.0.1:{uas_port}"',
+        "CALLHOOK_CTL": f'"{ctl}"',
+    }
+    args = [binary, "-f", str(CONTRIB / "callhook.cfg"), "-DD", "-E", "-m", "512"]
+    for name, value in defines.items():
+        args += ["-A", f"{name}={value}"]
+    if not events:
+        args += ["-A", "CALLHOOK_NO_EVENTS"]
+    with process(args, tmp, tmp / f"kamailio-{'events' if events else 'sip'}.log", port):
+        yield Kamailio(binary, port, ctl)
+
+
+@dataclass
+class Sip:
+    """SIPp's counts for one run (its statistics file, cumulative)."""
+
+    created: int
+    successful: int
+    failed: int
+    retransmissions: int
+
+
+def place_calls(tmp: Path, port: int, rate: int, seconds: float, prefix: str) -> Sip:
+    """``rate`` answered calls per second for ``seconds`` with SIPp; waits for them to end."""
+    total = int(rate * seconds)
+    calls_csv = tmp / "calls.csv"
+    with calls_csv.open("w") as f:
+        f.write("SEQUENTIAL\n")
+        for k in range(EXTENSIONS // 2):
+            f.write(f"{extension(2 * k)};{extension(2 * k + 1)};Bench Caller\n")
+    stats = tmp / f"{prefix}.csv"
+    done = subprocess.run(
+        [
+            "sipp",
+            f"127.0.0.1:{port}",
+            *("-sf", str(SCENARIOS / "uac-answered.xml"), "-inf", str(calls_csv)),
+            *("-i", "127.0.0.1", "-nostdin", "-d", str(TALK_MS)),
+            *("-r", str(rate), "-rp", "1000", "-m", str(total), "-l", "100000"),
+            *("-cid_str", f"{prefix}-%u-%p@bench"),
+            *("-trace_stat", "-stf", str(stats), "-fd", "1"),
+            *("-timeout", f"{int(seconds) + 60}s"),
+        ],
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"SIPp failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    with stats.open() as f:
+        rows = list(csv.reader(f, delimiter=";"))
+    last = dict(zip(rows[0], rows[-1], strict=False))
+    return Sip(
+        created=int(last["TotalCallCreated"]),
+        successful=int(last["SuccessfulCall(C)"]),
+        failed=int(last["FailedCall(C)"]),
+        retransmissions=int(last["Retransmissions(C)"]),
+    )
+
+
+@dataclass
+class Counts:
+    events: int
+    deliveries: int
+    delivered: int
+
+
+async def counts(database_url: str, prefix: str) -> Counts:
+    """Call events and deliveries of this run's calls (their call ids start with ``prefix-``)."""
+    engine = create_engine(database_url)
+    like = f"{prefix}-%"
+    try:
+        async with engine.connect() as conn:
+            events = await conn.scalar(
+                select(func.count())
+                .select_from(call_events.join(calls, call_events.c.call_ref == calls.c.id))
+                .where(calls.c.call_id.like(like))
+            )
+            made = await conn.scalar(
+                select(func.count()).select_from(deliveries).where(deliveries.c.call_id.like(like))
+            )
+            delivered = await conn.scalar(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.call_id.like(like), deliveries.c.state == "delivered")
+            )
+            return Counts(events or 0, made or 0, delivered or 0)
+    finally:
+        await engine.dispose()
+
+
+async def event_times(database_url: str, prefix: str) -> dict[tuple[str, str], float]:
+    """(call id, kind) -> when Kamailio says the event happened (epoch seconds)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(calls.c.call_id, call_events.c.kind, call_events.c.time)
+                .select_from(call_events.join(calls, call_events.c.call_ref == calls.c.id))
+                .where(calls.c.call_id.like(f"{prefix}-%"))
+            )
+            found: dict[tuple[str, str], float] = {}
+            for call_id, kind, at in rows:
+                stamp: datetime = at
+                found[(call_id, kind)] = stamp.timestamp()
+            return found
+    finally:
+        await engine.dispose()
+
+
+def wait_for_events(k: Kamailio, database_url: str, prefix: str, drain: float) -> Counts:
+    """Until Kamailio's queue is empty and callhook's count of this run's events holds still."""
+    deadline = time.monotonic() + drain
+    last = asyncio.run(counts(database_url, prefix))
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = asyncio.run(counts(database_url, prefix))
+        if now.events != last.events:
+            progress(f"  callhook has {now.events:,} events")
+            last, still_since = now, time.monotonic()
+        elif k.queued() == 0 and time.monotonic() - still_since >= 3:
+            break
+    return last
+
+
+@dataclass
+class Run:
+    rate: int
+    sip: Sip
+    counts: Counts | None = None
+    received: int = 0
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    max_ms: float = math.nan
+
+    @property
+    def sip_clean(self) -> bool:
+        return self.sip.failed == 0 and self.sip.successful == self.sip.created
+
+    @property
+    def clean(self) -> bool:
+        c = self.counts
+        return (
+            self.sip_clean
+            and c is not None
+            and c.events == EVENTS_PER_CALL * self.sip.successful
+            and c.deliveries == DELIVERIES_PER_CALL * self.sip.successful
+            and c.delivered == c.deliveries
+            and self.received == c.deliveries
+        )
+
+
+def run_with_events(
+    k: Kamailio,
+    tmp: Path,
+    deployment: Deployment,
+    receiver: Nginx,
+    rate: int,
+    seconds: float,
+    drain: float,
+) -> Run:
+    prefix = f"r{rate}"
+    receiver.reopen()
+    progress(f"with events: {rate} calls/s for {seconds:.0f} s")
+    run = Run(rate, place_calls(tmp, k.port, rate, seconds, prefix))
+    progress(f"  SIP: {run.sip.successful:,}/{run.sip.created:,} calls, {run.sip.failed} failed")
+    url = deployment.database_url
+    made = wait_for_events(k, url, prefix, drain)
+    arrivals = wait_for_arrivals(receiver, made.deliveries, drain, url)
+    run.counts = asyncio.run(counts(url, prefix))
+    keys = asyncio.run(delivery_keys(url))
+    times = asyncio.run(event_times(url, prefix))
+    latencies: list[float] = []
+    seen: set[str] = set()
+    for arrival in arrivals:
+        key = keys.get(arrival.webhook_id)
+        if key is None or arrival.webhook_id in seen or not key[0].startswith(f"{prefix}-"):
+            continue
+        seen.add(arrival.webhook_id)
+        at = times.get((key[0], EVENT_OF_TYPE[key[1]]))
+        if at is not None:
+            latencies.append(max(0.0, arrival.at - at) * 1000)
+    run.received = len(seen)
+    run.p50_ms = percentile(latencies, 0.5)
+    run.p99_ms = percentile(latencies, 0.99)
+    run.max_ms = max(latencies, default=math.nan)
+    return run
+
+
+def make_rules(deployment: Deployment, receiver: str) -> None:
+    progress(f"creating {EXTENSIONS * len(TYPES)} PhoneCallEvents through the UAPI")
+    with httpx.Client(timeout=30) as client:
+        for n in range(EXTENSIONS):
+            for event_type in TYPES:
+                deployment.rule(client, extended(n), event_type, f"{receiver}/hook")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench kamailio", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="25 and 50 calls/s, 3 s each")
+    parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--rates", default="25,50,100,200,400,800", help="calls/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of calls per rate")
+    parser.add_argument("--drain", type=float, default=180.0, help="longest wait per rate")
+    parser.add_argument("--serve", default="--workers 1", help="callhook serve's arguments")
+    args = parser.parse_args(argv)
+    rates = [25, 50] if args.quick else [int(r) for r in args.rates.split(",")]
+    seconds = 3.0 if args.quick else args.seconds
+
+    binary = ensure_tools()
+    tmp = Path(tempfile.mkdtemp(prefix="callhook-bench-kamailio-"))
+    uas_port = free_udp_port()
+    uas = [
+        "sipp",
+        *("-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(uas_port)),
+        *("-nostdin", "-d", str(TALK_MS)),
+    ]
+    baseline: list[Run] = []
+    runs: list[Run] = []
+    try:
+        with (
+            Nginx() as receiver,
+            Deployment("sqlite") as deployment,
+            process(uas, tmp, tmp / "uas.log", uas_port),
+        ):
+            deployment.serve(*args.serve.split())
+            deployment.import_directory(EXTENSIONS)
+            make_rules(deployment, receiver.url)
+            created = deployment.cli("admin", "source", "create", "kamailio", "--json")
+            token = json.loads(created)["token"]
+
+            with kamailio(binary, tmp, uas_port, deployment.url, token, events=False) as k:
+                for rate in rates:
+                    progress(f"SIP only: {rate} calls/s for {seconds:.0f} s")
+                    run = Run(rate, place_calls(tmp, k.port, rate, seconds, f"s{rate}"))
+                    progress(
+                        f"  {run.sip.successful:,}/{run.sip.created:,}, {run.sip.failed} failed"
+                    )
+                    baseline.append(run)
+            with kamailio(binary, tmp, uas_port, deployment.url, token, events=True) as k:
+                for rate in rates:
+                    runs.append(
+                        run_with_events(k, tmp, deployment, receiver, rate, seconds, args.drain)
+                    )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    table = Table(
+        "Kamailio: answered SIP calls (1 s talk) through callhook.cfg, 6 webhooks each to nginx",
+        [
+            "mode",
+            "calls/s",
+            "calls",
+            "SIP failed",
+            "retrans",
+            "events",
+            "deliveries",
+            "delivered",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "clean",
+        ],
+    )
+    for run in baseline:
+        table.add(
+            "SIP only",
+            run.rate,
+            run.sip.created,
+            run.sip.failed,
+            run.sip.retransmissions,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "yes" if run.sip_clean else "no",
+        )
+    for run in runs:
+        c = run.counts or Counts(0, 0, 0)
+        table.add(
+            "with events",
+            run.rate,
+            run.sip.created,
+            run.sip.failed,
+            run.sip.retransmissions,
+            f"{c.events:,}/{EVENTS_PER_CALL * run.sip.successful:,}",
+            f"{c.deliveries:,}/{DELIVERIES_PER_CALL * run.sip.successful:,}",
+            f"{run.received:,}",
+            run.p50_ms,
+            run.p99_ms,
+            run.max_ms,
+            "yes" if run.clean else "no",
+        )
+    clean = max((r.rate for r in runs if r.clean), default=0)
+    sip_clean = max((r.rate for r in baseline if r.sip_clean), default=0)
+    top = max(rates)
+    summary = (
+        f"Highest clean rate with events: **{fmt(clean)} calls/s**"
+        f"{' (the highest tried)' if clean == top else ''}; SIP only: {fmt(sip_clean)} calls/s"
+        f"{' (the highest tried)' if sip_clean == top else ''}; ratio "
+        f"**{ratio(float(clean), float(sip_clean))}**."
+    )
+    table.note(
+        f"{EXTENSIONS} extensions with {len(TYPES)} PhoneCallEvents each, all to one nginx URL; "
+        f"callhook `serve {args.serve}` on SQLite; Kamailio with 4 SIP workers and the recipe's "
+        "one sender; SIPp caller and answering side, Kamailio, callhook and nginx share the cores."
+    )
+    table.note(
+        "events: accepted by callhook / 3 per successful call; deliveries: made / 6 per call; "
+        "delivered: distinct webhooks that reached nginx. Latency: from the event's time stamped "
+        "by Kamailio to the webhook's arrival at nginx, over every webhook (a backlog shows here)."
+    )
+    table.note(
+        "clean: no SIP failure, every event accepted, every delivery made and delivered (within "
+        "the drain limit). Baseline: the same load with -A CALLHOOK_NO_EVENTS (SIP only)."
+    )
+    if args.no_record:
+        print(table.text())
+        print(summary)
+    else:
+        record("kamailio", "6. Kamailio: SIP calls to webhooks", [table], summary)
