@@ -72,7 +72,8 @@ is a duplicate that ingest ignores, and it then gets its Hangup like any other.
 **Not covered**: Asterisk 11 and older (``Dial``/``Bridge`` events, no Linkedid); a dial that
 Asterisk refuses before creating the callee's channel (PJSIP endpoint without a contact) has no
 ``DialBegin``, so callhook sees no call; DTMF attended transfers (``atxfer``) keep one Linkedid
-and map as a dial after the answer; call pickup is seen as the picker's own call.
+and map as a dial after the answer; call pickup is seen as the picker's own call; a parked call
+ends for the extension that parked it (a blind transfer) and its retrieval dials no one.
 """
 
 from __future__ import annotations
@@ -369,9 +370,10 @@ class AmiCalls:
             return []
         first = self._legs.get(msg.get("OrigTransfererUniqueid") or "")
         second = self._legs.get(msg.get("SecondTransfererUniqueid") or "")
-        if first is None or second is None:
+        one = self._trees.get(first.linkedid) if first else None
+        two = self._trees.get(second.linkedid) if second else None
+        if first is None or second is None or one is None or two is None:
             return []
-        one, two = self._trees[first.linkedid], self._trees[second.linkedid]
         transferee = self._legs.get(msg.get("TransfereeUniqueid") or "") or self._legs.get(
             self._other_party(one, first.uniqueid) or ""
         )
