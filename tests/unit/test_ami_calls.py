@@ -673,3 +673,34 @@ def test_an_originated_first_leg_is_not_a_call_yet() -> None:
         == []
     )
     assert calls.tracker.tracked == 0
+
+
+def test_a_caller_who_leaves_a_queue_before_any_agent_rings_cancelled() -> None:
+    caller = [
+        ("Channel", "PJSIP/telco-000000f3"),
+        ("CallerIDNum", "+15550004444"),
+        ("Exten", "+15550001111"),
+        ("Uniqueid", "1796046200.1"),
+        ("Linkedid", "1796046200.1"),
+    ]
+    calls = mapper()
+    got = calls.feed(AmiMessage([("Event", "Newchannel"), *caller]), at(NOW))
+    got += calls.feed(
+        AmiMessage([("Event", "QueueCallerJoin"), *caller, ("Queue", "300")]), at(NOW)
+    )
+    got += calls.feed(
+        AmiMessage([("Event", "QueueCallerAbandon"), *caller, ("Queue", "300")]), at(NOW)
+    )
+    got += calls.feed(AmiMessage([("Event", "Hangup"), *caller, ("Cause", "16")]), at(NOW + 40))
+    assert got == [
+        started(
+            "1796046200.1",
+            NOW,
+            P(number="+15550004444"),
+            P(ext="300"),
+            did="+15550001111",
+            dialled="+15550001111",
+        ),
+        ended("1796046200.1", NOW + 40, "CANCEL"),
+    ]
+    assert fire(got)[-1] == ("1796046200.1", "300", HANGUP, "IN", "CANCEL")
