@@ -1,10 +1,11 @@
 """Real SIP calls through Kamailio with contrib/kamailio/callhook.cfg, into a real callhook.
 
-SIPp places the calls (answered, callee hangs up, busy, no answer, caller cancels, from and to
-external numbers) through Kamailio to a SIPp answering side; Kamailio posts the call events to
-`callhook serve` asynchronously; callhook delivers the PhoneCallEvents registered on the
-extensions to a receiver on 127.0.0.1. One call is placed while callhook is down: Kamailio keeps
-its events and sends them once callhook is back.
+SIPp places the calls (answered, callee hangs up, busy, no answer, caller cancels, rings until
+Kamailio gives up, never replies, from and to external numbers) through Kamailio to a SIPp
+answering side; Kamailio posts the call events to `callhook serve` asynchronously; callhook
+delivers the PhoneCallEvents registered on the extensions to a receiver on 127.0.0.1. One call
+is placed while callhook is down: Kamailio keeps its events and sends them once callhook is
+back.
 
 Kamailio and SIPp come from Debian's packages (contrib/kamailio/install-packages.sh installs
 them when missing). Where they cannot be installed the test is skipped with the reason, unless
@@ -106,6 +107,23 @@ CALLS = [
         "201",
         "210",
         {"201": caller_side("CANCEL", False), "210": callee_side("CANCEL", False)},
+        events=2,
+    ),
+    # Kamailio gives up: on a callee that rings too long, and on one that never replies
+    Call(
+        "rings-out",
+        "rings-out",
+        "201",
+        "210",
+        {"201": caller_side("NOANSWER", False), "210": callee_side("NOANSWER", False)},
+        events=2,
+    ),
+    Call(
+        "unreachable",
+        "unreachable",
+        "201",
+        "210",
+        {"201": caller_side("CHANUNAVAIL", False), "210": callee_side("CHANUNAVAIL", False)},
         events=2,
     ),
     # from an outside number to an extension, and from an extension to an outside number
@@ -218,6 +236,8 @@ class Sip:
                 "CALLHOOK_ORG": json.dumps(ORG),
                 "CALLHOOK_FORWARD": json.dumps(f"sip:127.0.0.1:{self.uas_port}"),
                 "CALLHOOK_CTL": json.dumps(f"unix:{self.tmp / 'kamailio_ctl'}"),
+                "CALLHOOK_RING_TIMEOUT": "1500",
+                "CALLHOOK_REPLY_TIMEOUT": "1000",
             },
         )
         check = subprocess.run(
