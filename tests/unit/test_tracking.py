@@ -35,8 +35,8 @@ def test_numbering_parties_keep_the_number_and_name_but_drop_placeholders() -> N
     assert numbering.party("provider", "+15551234567", "<unknown>") == Party(
         None, "+15551234567", None
     )
-    # a trunk with no caller number still is a party: its endpoint stands for the number
-    assert numbering.party("provider", "<unknown>") == Party(None, "provider", None)
+    # an outside caller who withheld their number is anonymous (not the trunk's name)
+    assert numbering.party("provider", "<unknown>") == Party(None, "anonymous", None)
     assert numbering.party("210", "21\x000", None).number == "210"
     assert len(numbering.party("210", "9" * 300).number or "") == 200
 

@@ -147,7 +147,7 @@ def _run(ctx: click.Context, spec: SourceSpec, as_json: bool) -> None:
 def ami(ctx: click.Context, /, **given: Any) -> None:
     """Follow an Asterisk PBX over AMI (Asterisk 12 or newer; chan_pjsip or chan_sip).
 
-    Logs in with Events: call, turns DialBegin, DialEnd, BridgeEnter and Hangup into call
+    Logs in with Events: call,agent, turns DialBegin, DialEnd, BridgeEnter and Hangup into call
     events (grouped by Linkedid; the extension is the endpoint of the channel), and keeps
     following across reconnects: calls that ended while the link was down get a hangup
     marked reconstructed. Runs until Ctrl-C or SIGTERM. See docs/howto/asterisk.md.

@@ -30,7 +30,7 @@ class LinkLost(LinkError):
 
 
 class Session(Protocol):
-    async def live_channels(self) -> list[Message]:
+    async def live_channels(self) -> Sequence[Message]:
         """The PBX's channels now (AMI CoreShowChannels, ESL ``show channels``); events that
         arrive meanwhile are kept and yielded by ``events`` afterwards, in order."""
         ...

@@ -186,15 +186,16 @@ class LinkRunner:
             self.status.up(self.clock())
             log.info("source=%s connected to %s", self.spec.name, self.spec.describe())
             channels = await session.live_channels()
-            closed = self.mapper.reconcile(channels, self.clock())
-            if closed:
+            caught_up = self.mapper.reconcile(channels, self.clock())
+            if caught_up:
                 log.info(
-                    "source=%s reconnected: %d call events reconstructed for calls that ended "
-                    "while the link was down",
+                    "source=%s connected: %d call events from the PBX's %d live channels "
+                    "(calls that ended, were answered or began while the link was down)",
                     self.spec.name,
-                    len(closed),
+                    len(caught_up),
+                    len(channels),
                 )
-            self._emit(closed)
+            self._emit(caught_up)
             await self._save()
             self.on_change(self.status)
             async for message in session.events():

@@ -31,6 +31,7 @@ GONE_AFTER_RECONNECT = "the PBX no longer had the call when the source reconnect
 TOO_OLD = "the call outlived the maximum call age of {age}"
 
 _TEXT_LIMIT = 200
+_PHONE_NUMBER = re.compile(r"\+?[0-9*#]+")
 
 
 def _clip(value: str | None) -> str | None:
@@ -75,7 +76,10 @@ class Numbering:
         if number in ("", "<unknown>", "unknown", "anonymous"):
             number = None
         if ext is None and number is None:
-            number = _clip(endpoint) or "unknown"
+            # the endpoint when it is a number (a dialled outside number); else an outside
+            # caller who withheld theirs: the trunk's name is not their number
+            dialled = _clip(endpoint)
+            number = dialled if dialled and _PHONE_NUMBER.fullmatch(dialled) else "anonymous"
         return Party(ext, number, _clip(name) if name not in ("<unknown>", "") else None)
 
 
