@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 
 from callhook.domain.calls import CallEvent, Kind, Party
 
-#: an endpoint that is all digits (1 to 12) is an extension; anything else is a trunk
-DEFAULT_EXTENSION_PATTERN = r"\d{1,12}"
+#: an endpoint of 1 to 7 digits is an extension; anything else (a trunk, a DID of 8 or more
+#: digits) is an outside party
+DEFAULT_EXTENSION_PATTERN = r"\d{1,7}"
 DEFAULT_MAX_CALL_AGE = timedelta(hours=4)
 
 GONE_AFTER_RECONNECT = "the PBX no longer had the call when the source reconnected"
