@@ -415,7 +415,7 @@ def check_params(call: Call, ext: str, call_id: str, params: dict[str, str]) -> 
     """The VoipNow parameters of one request for ``ext`` in ``call``."""
 
     def extension(user: str) -> str | None:
-        return f"{ORG}*{user}" if user.isdigit() and len(user) <= 6 else None
+        return f"{ORG}*{user}" if user.isdigit() and len(user) <= 7 else None
 
     flow_in = params["CallFlow"] == "IN"
     caller_ext, callee_ext = extension(call.caller), extension(call.callee)
