@@ -29,10 +29,17 @@ class LinkLost(LinkError):
     """The PBX closed the connection, or stopped answering keepalives."""
 
 
+class ChannelsUnavailable(LinkError):
+    """The PBX would not list its live channels (no permission, no answer, an answer that
+    could not be read). The link stays up and follows new events; what it could not reconcile
+    is closed by the maximum call age instead."""
+
+
 class Session(Protocol):
     async def live_channels(self) -> Sequence[Message]:
         """The PBX's channels now (AMI CoreShowChannels, ESL ``show channels``); events that
-        arrive meanwhile are kept and yielded by ``events`` afterwards, in order."""
+        arrive meanwhile are kept and yielded by ``events`` afterwards, in order.
+        ChannelsUnavailable when the PBX will not say (the session stays usable)."""
         ...
 
     def events(self) -> AsyncIterator[Message]:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callhook.domain.calls import CallEvent
 from callhook.ingest import Ingest
-from callhook.sources.link import Link, LinkError, LinkLost, Mapper
+from callhook.sources.link import ChannelsUnavailable, Link, LinkError, LinkLost, Mapper
 from callhook.sources.spec import SourceSpec
 from callhook.sources.status import HEARTBEAT, LinkStatus
 from callhook.store import source_links
@@ -185,17 +185,24 @@ class LinkRunner:
         try:
             self.status.up(self.clock())
             log.info("source=%s connected to %s", self.spec.name, self.spec.describe())
-            channels = await session.live_channels()
-            caught_up = self.mapper.reconcile(channels, self.clock())
-            if caught_up:
-                log.info(
-                    "source=%s connected: %d call events from the PBX's %d live channels "
-                    "(calls that ended, were answered or began while the link was down)",
-                    self.spec.name,
-                    len(caught_up),
-                    len(channels),
-                )
-            self._emit(caught_up)
+            try:
+                channels = await session.live_channels()
+            except ChannelsUnavailable as exc:
+                # follow anyway: what cannot be reconciled is closed by the maximum call age
+                self.status.last_error = f"{exc}"[:500]
+                self.status.last_error_at = self.clock()
+                log.warning("source=%s not reconciled: %s", self.spec.name, exc)
+            else:
+                caught_up = self.mapper.reconcile(channels, self.clock())
+                if caught_up:
+                    log.info(
+                        "source=%s connected: %d call events from the PBX's %d live channels "
+                        "(calls that ended, were answered or began while the link was down)",
+                        self.spec.name,
+                        len(caught_up),
+                        len(channels),
+                    )
+                self._emit(caught_up)
             await self._save()
             self.on_change(self.status)
             async for message in session.events():

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 from callhook.sources.ami.protocol import AmiMessage, AmiParser, encode_action
-from callhook.sources.link import LinkError, LinkLost
+from callhook.sources.link import ChannelsUnavailable, LinkError, LinkLost
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,11 @@ class AmiSession:
         self._ping_id: str | None = None
         self._ping_due = self._loop.time() + keepalive
         self._ping_deadline = 0.0
+        self._ping_sent = 0.0
+        #: when anything last arrived: a PBX that talks is alive even if it ignores Ping
+        self._heard = 0.0
+        #: ActionIDs whose answers are no longer awaited (dropped when they come)
+        self._stale: set[str] = set()
         self._closed = False
 
     # --- actions ----------------------------------------------------------------------------
@@ -154,24 +159,29 @@ class AmiSession:
         log.debug("ami logged in target=%s user=%s", self.target, self.username)
 
     async def live_channels(self) -> list[AmiMessage]:
-        """``CoreShowChannels``: one ``CoreShowChannel`` per live channel."""
+        """``CoreShowChannels``: one ``CoreShowChannel`` per live channel (ChannelsUnavailable
+        when Asterisk refuses or does not finish the list in time)."""
         action_id = self._next_id()
         await self._send(encode_action("CoreShowChannels", action_id=action_id))
-        deadline = self._loop.time() + max(self.keepalive_timeout, 10.0)
+        within = max(self.keepalive_timeout, 10.0)
+        deadline = self._loop.time() + within
         channels: list[AmiMessage] = []
         done = False
         while not done:
             try:
                 messages = await self._read(deadline)
             except TimeoutError:
-                raise LinkLost(f"{self.target} did not finish the CoreShowChannels list") from None
+                self._stale.add(action_id)  # the rest of a late list is not an event
+                raise ChannelsUnavailable(
+                    f"{self.target} did not finish the CoreShowChannels list within {within:g} s"
+                ) from None
             for message in messages:
                 if done or message.get("ActionID") != action_id:
                     self._route([message])
                 elif message.response is not None:
                     if message.response.lower() != "success":
                         said = message.get("Message") or message.response
-                        raise LinkError(
+                        raise ChannelsUnavailable(
                             f"AMI user {self.username} may not run CoreShowChannels (Asterisk "
                             f"said: {said}): give it write=reporting in manager.conf; callhook "
                             "needs it to close the calls that ended while the link was down"
@@ -189,6 +199,11 @@ class AmiSession:
                 yield self._pending.popleft()
             now = self._loop.time()
             if self._ping_id is not None:
+                if now >= self._ping_deadline and self._heard > self._ping_sent:
+                    # no Pong (a PBX, or a replay of one, that ignores Ping), but it is talking
+                    self._ping_id = None
+                    self._ping_due = now + self.keepalive
+                    continue
                 if now >= self._ping_deadline:
                     raise LinkLost(
                         f"{self.target} did not answer the AMI Ping within "
@@ -197,6 +212,7 @@ class AmiSession:
                 deadline = self._ping_deadline
             elif now >= self._ping_due:
                 self._ping_id = self._next_id()
+                self._ping_sent = now
                 self._ping_deadline = now + self.keepalive_timeout
                 await self._send(encode_action("Ping", action_id=self._ping_id))
                 continue
@@ -244,7 +260,8 @@ class AmiSession:
         while True:
             messages = await self._read(deadline)
             for i, message in enumerate(messages):
-                if message.response is not None and message.get("ActionID") == action_id:
+                # Asterisk echoes the ActionID; an answer without one is taken as ours too
+                if message.response is not None and message.get("ActionID") in (action_id, None):
                     self._route(messages[i + 1 :])
                     return message
                 self._route([message])
@@ -252,6 +269,9 @@ class AmiSession:
     def _route(self, messages: Iterable[AmiMessage]) -> None:
         """Events wait for ``events``; the Ping's answer resets the keepalive."""
         for message in messages:
+            self._heard = self._loop.time()
+            if message.get("ActionID") in self._stale:
+                continue
             if message.response is None:
                 if message.event is not None:
                     self._pending.append(message)

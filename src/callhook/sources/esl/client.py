@@ -39,7 +39,7 @@ from callhook.sources.esl.protocol import (
     parse_channels,
     subscribe,
 )
-from callhook.sources.link import LinkError, LinkLost, Message
+from callhook.sources.link import ChannelsUnavailable, LinkError, LinkLost, Message
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ class EslSession:
         self._frames: deque[Frame] = deque()
         self._events: deque[Message] = deque()
         self._waiting: deque[asyncio.Future[Frame]] = deque()
+        #: when anything last arrived: a FreeSWITCH that talks is alive even if it is slow to answer
+        self._heard = 0.0
         self._wake = asyncio.Event()
         self._failure: LinkError | OSError | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -203,13 +205,23 @@ class EslSession:
     # --- the Session ----------------------------------------------------------------------------
 
     async def live_channels(self) -> list[Message]:
-        """``show channels as json``: one row per live channel (uuid, call_uuid, name...)."""
+        """``show channels as json``: one row per live channel (uuid, call_uuid, name...);
+        ChannelsUnavailable when FreeSWITCH refuses, does not answer in time or answers what
+        cannot be read (the session goes on)."""
         command = "show channels as json"
-        frame = await self._request(api(command), self.link.reply_timeout, command)
+        try:
+            frame = await self._request(api(command), self.link.reply_timeout, command)
+        except LinkLost:
+            if self._failure is not None:  # the connection itself failed
+                raise
+            raise ChannelsUnavailable(
+                f"FreeSWITCH at {self.link.target} did not answer `{command}` within "
+                f"{self.link.reply_timeout:g} s"
+            ) from None
         try:
             return list(parse_channels(frame.body))
         except EslProtocolError as exc:
-            raise LinkError(f"FreeSWITCH at {self.link.target}: {exc}") from None
+            raise ChannelsUnavailable(f"FreeSWITCH at {self.link.target}: {exc}") from None
 
     async def events(self) -> AsyncIterator[Message]:
         """Events in the order FreeSWITCH sent them, until the link fails (then the error)."""
@@ -266,6 +278,7 @@ class EslSession:
                 data = await self._reader.read(_READ_SIZE)
                 if not data:
                     raise LinkLost(f"FreeSWITCH at {self.link.target} closed the connection")
+                self._heard = asyncio.get_running_loop().time()
                 self._frames.extend(self._parser.feed(data))
         except EslProtocolError as exc:
             self._fail(LinkError(f"FreeSWITCH at {self.link.target} broke the ESL framing: {exc}"))
@@ -285,11 +298,12 @@ class EslSession:
                 )
             self._wake.set()
         elif kind in (COMMAND_REPLY, API_RESPONSE):
-            while self._waiting:
+            # replies come in the order of the commands: each takes its command's waiter, even
+            # one that gave up waiting (else a late reply would answer the next command)
+            if self._waiting:
                 waiter = self._waiting.popleft()
                 if not waiter.done():
                     waiter.set_result(frame)
-                    break
         elif kind == DISCONNECT_NOTICE:
             reason = frame.text.strip().splitlines()[0] if frame.text.strip() else "no reason"
             raise LinkLost(f"FreeSWITCH at {self.link.target} ended the connection: {reason}")
@@ -299,9 +313,12 @@ class EslSession:
     async def _keepalive_loop(self) -> None:
         while self._failure is None:
             await asyncio.sleep(self.link.keepalive)
+            sent = asyncio.get_running_loop().time()
             try:
                 await self._request(api("status"), self.link.keepalive_timeout, "api status")
             except LinkLost as exc:
+                if self._failure is None and self._heard > sent:
+                    continue  # no answer, but FreeSWITCH is talking: alive
                 self._fail(
                     LinkLost(
                         f"{exc} (the keepalive): the connection is dead or FreeSWITCH is stuck"
