@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callhook.domain.calls import Kind
+from callhook.domain.calls import CallEvent, Kind, Party
 from callhook.sources.esl.calls import EslCalls
 from callhook.sources.esl.client import AUTH_REFUSED, EVENTS, EslLink, EslSession
 from callhook.sources.link import LinkError, LinkLost, Message
@@ -230,6 +230,61 @@ async def test_reconnect_closes_the_calls_that_ended_meanwhile() -> None:
         await session.close()
     assert server.connections == 2
     assert calls.tracker.tracked == 0
+
+
+async def test_reconnect_starts_a_call_that_began_meanwhile_and_follows_it_to_its_end() -> None:
+    """The link drops while an internal call is up; meanwhile that call ends and an outside
+    call comes in and is answered by 1001. On reconnect ``show channels`` lists only the new
+    call's two legs: the internal call is closed (reconstructed), the new one is started
+    back-dated to its caller leg's creation, rings and is answered; its hangups end it."""
+    internal, did_call = load_script("internal-answered"), load_script("inbound-did")
+    first = Plan(events=internal.events[:9], drop_after=9)
+    second = Plan(
+        events=did_call.events[-4:],  # both CHANNEL_HANGUP_COMPLETEs and CHANNEL_DESTROYs
+        channels=[did_call.row("a"), did_call.row("b")],
+    )
+    calls = EslCalls(Numbering(3, r"\d{2,4}"), CallTracker())
+    began = datetime(2026, 11, 27, 18, 20, 41, tzinfo=UTC)  # inbound-did's start
+    now = began + timedelta(seconds=30)
+    old, new, did = internal.uuid("a"), did_call.uuid("a"), "15550001111"
+    async with serving(first, second) as server:
+        session = await link(server).open()
+        assert calls.reconcile(await session.live_channels(), now) == []
+        got, _failure = await drain(session)
+        assert [e.kind for m in got for e in calls.feed(m, now)] == [Kind.STARTED, Kind.ANSWERED]
+        await session.close()
+
+        session = await link(server, event_format="json").open()
+        caught_up = calls.reconcile(await session.live_channels(), now)
+        assert caught_up == [
+            CallEvent(
+                f"{old}:ended",
+                old,
+                Kind.ENDED,
+                now,
+                reconstructed=GONE_AFTER_RECONNECT,
+            ),
+            CallEvent(
+                f"{new}:started",
+                new,
+                Kind.STARTED,
+                began,
+                Party(None, "+15551234567", "JO DOE"),
+                Party(None, did),
+                did=did,
+                dialled=did,
+            ),
+            CallEvent(f"{new}:ring:0003*1001", new, Kind.RINGING, now, extension="0003*1001"),
+            CallEvent(f"{new}:answered", new, Kind.ANSWERED, now, extension="0003*1001"),
+        ]
+        hangups = subscribed(did_call.events[-4:])
+        made = [e for m in await take(session, len(hangups)) for e in calls.feed(m, now)]
+        assert made == [
+            CallEvent(f"{new}:ended", new, Kind.ENDED, began + timedelta(seconds=188.030))
+        ]
+        await session.close()
+    assert calls.tracker.tracked == 0
+    assert calls.legs == 0
 
 
 def _now() -> datetime:

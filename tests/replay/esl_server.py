@@ -104,13 +104,17 @@ class Script:
     events: list[Event]
     #: channel reference (``a``, ``b``...) -> its headers (as the script wrote them)
     channels: dict[str, Event] = field(default_factory=dict)
+    #: channel reference -> Caller-Channel-Created-Time (its first event's time, microseconds)
+    created: dict[str, str] = field(default_factory=dict)
 
     def uuid(self, ref: str) -> str:
         return self.channels[ref]["Unique-ID"]
 
-    def row(self, ref: str) -> dict[str, str]:
-        """The channel as a row of ``show channels as json``."""
-        return channel_row(self.channels[ref])
+    def row(self, ref: str, callstate: str = "ACTIVE") -> dict[str, str]:
+        """The channel as a row of ``show channels as json``, created when its first event
+        came, in ``callstate`` (ACTIVE: answered; RINGING, EARLY: not yet)."""
+        created = {"Caller-Channel-Created-Time": self.created[ref]} if ref in self.created else {}
+        return channel_row(created | self.channels[ref], callstate)
 
 
 def load_script(name: str) -> Script:
@@ -154,7 +158,7 @@ def load_script(name: str) -> Script:
                 channel = {k: v for k, v in channel.items() if not k.startswith("variable_")}
             event |= channel | _state(found["name"])
         events.append(event | headers)
-    return Script(name, events, channels)
+    return Script(name, events, channels, created)
 
 
 def _derived(headers: Event) -> Event:
@@ -214,7 +218,7 @@ def _micros(at: datetime) -> int:
     return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def channel_row(channel: Mapping[str, str]) -> dict[str, str]:
+def channel_row(channel: Mapping[str, str], callstate: str = "ACTIVE") -> dict[str, str]:
     """A channel's row in ``show channels as json`` (the columns of the channels table)."""
     created = int(channel.get("Caller-Channel-Created-Time", "1795803372000000")) // 1_000_000
     return {
@@ -243,7 +247,7 @@ def channel_row(channel: Mapping[str, str]) -> dict[str, str]:
         "presence_id": "",
         "presence_data": "",
         "accountcode": "",
-        "callstate": "ACTIVE",
+        "callstate": callstate,
         "callee_name": "",
         "callee_num": "",
         "callee_direction": "",

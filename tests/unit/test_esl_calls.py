@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from callhook.domain.calls import CallEvent, CallState, Kind, Party, Trigger, apply
-from callhook.sources.esl.calls import EslCalls, channel_user, disposition, event_time
+from callhook.sources.esl.calls import (
+    EslCalls,
+    channel_user,
+    disposition,
+    event_time,
+    row_created,
+)
 from callhook.sources.esl.protocol import Parser, decode_event
 from callhook.sources.tracking import GONE_AFTER_RECONNECT, CallTracker, Numbering
 from tests.replay.esl_server import Script, encode_event, load_script
@@ -355,7 +361,8 @@ def test_legs_gone_during_the_outage_are_forgotten() -> None:
     cut = next(i for i, e in enumerate(script.events) if e["Event-Name"] == "CHANNEL_ANSWER")
     run(script.events[:cut], calls)
     # 1001 and 1003 stopped ringing while the link was down; the caller and 1002 remain
-    assert calls.reconcile([script.row("a"), script.row("b2")], NOW) == []
+    rows = [script.row("a", "RINGING"), script.row("b2", "RINGING")]
+    assert calls.reconcile(rows, NOW) == []
     answer_and_after = [
         e
         for e in script.events[cut:]
@@ -376,6 +383,223 @@ def test_the_maximum_call_age_closes_a_call_and_its_state_goes() -> None:
     assert calls.reconcile([script.row("a"), script.row("b")], later) == []
     assert calls.legs == 0
     assert run(script.events[8:], calls) == []
+
+
+# --- calls that began, or were answered, while the link was down --------------------------------
+
+
+def after(script: Script, name: str, ref: str) -> list[dict[str, str]]:
+    """The script's events from ``name`` of channel ``ref`` on."""
+    uuid = script.uuid(ref)
+    cut = next(
+        i
+        for i, e in enumerate(script.events)
+        if e["Event-Name"] == name and e.get("Unique-ID") == uuid
+    )
+    return script.events[cut:]
+
+
+def test_a_call_begun_while_the_link_was_down_is_started_from_the_channels() -> None:
+    """An outside call came in and 1001 answered it while the link was down: the reconnect
+    starts it (back-dated to the caller leg's creation, with its DID), 1001 rings and answers;
+    its legs' hangups end it as if it had been followed all along."""
+    script = load_script("inbound-did")
+    call, did = script.uuid("a"), "15550001111"
+    calls, now = mapper(), at(script, 30)
+    caught_up = calls.reconcile([script.row("a"), script.row("b")], now)
+    assert caught_up == [
+        started(call, at(script, 0), JO, Party(None, did), did=did, dialled=did),
+        ringing(call, now, "0003*1001"),
+        answered(call, now, "0003*1001"),
+    ]
+    assert calls.legs == 2
+    rest = run(after(script, "CHANNEL_HANGUP_COMPLETE", "b"), calls)
+    assert rest == [ended(call, at(script, 188.030))]
+    assert triggers(caught_up + rest) == [
+        inn("1001", DIAL_IN, "CALLING"),
+        inn("1001", ANSWER_IN, "ANSWER"),
+        inn("1001", HANGUP, "ANSWER"),
+    ]
+    assert calls.legs == 0
+    assert calls.tracker.tracked == 0
+
+
+def test_a_call_still_ringing_after_the_reconnect_goes_on_with_its_events() -> None:
+    """1000 calls 1001, which is still ringing; the events that arrived while ``show
+    channels`` was answered (its CHANNEL_CREATEs included) are fed after it: nothing twice."""
+    script = load_script("internal-answered")
+    call = script.uuid("a")
+    calls, now = mapper(), at(script, 1)
+    rows = [script.row("a", "RINGING"), script.row("b", "RINGING")]
+    assert calls.reconcile(rows, now) == [
+        started(call, at(script, 0), ALICE, Party("0003*1001"), dialled="1001"),
+    ]
+    assert run(script.events, calls) == [
+        answered(call, at(script, 4.211), "0003*1001"),
+        ended(call, at(script, 65.431)),
+    ]
+
+
+def test_a_call_begun_meanwhile_has_the_event_ids_it_had_before_a_restart() -> None:
+    """callhook followed the call, was restarted, and finds it in ``show channels``: the same
+    call.started (and ids for the rest), which ingest ignores as duplicates."""
+    script = load_script("internal-answered")
+    before = run(script.events[:6])
+    restarted = mapper()
+    caught_up = restarted.reconcile(
+        [script.row("a", "RINGING"), script.row("b", "RINGING")], at(script, 2)
+    )
+    assert caught_up == before
+
+
+def test_a_ring_group_behind_a_loopback_begun_meanwhile() -> None:
+    """The loopback -b leg has no call_uuid of the caller's: it joins its -a partner by name,
+    and the phones it dials join through it."""
+    script = load_script("loopback-ring-group")
+    call = script.uuid("a")
+    calls, now = mapper(), at(script, 4.805)
+    rows = [script.row("a"), script.row("la"), script.row("lb"), script.row("c1")]
+    rows.append(script.row("c2", "RINGING"))
+    assert calls.reconcile(rows, now) == [
+        started(call, at(script, 0), ALICE, Party("0003*2100"), dialled="2100"),
+        ringing(call, now, "0003*1001"),
+        ringing(call, now, "0003*1002"),
+        answered(call, now, "0003*1001"),
+    ]
+    assert calls.legs == 5
+    rest = run(after(script, "CHANNEL_HANGUP_COMPLETE", "c2"), calls)
+    assert rest == [ended(call, at(script, 95.421))]
+    assert calls.legs == 0
+
+
+def test_an_outgoing_call_answered_by_the_outside_party_meanwhile() -> None:
+    script = load_script("outbound-gateway")
+    call, number = script.uuid("a"), "15559876543"
+    calls, now = mapper(), at(script, 20)
+    assert calls.reconcile([script.row("a"), script.row("b")], now) == [
+        started(call, at(script, 0), ALICE, Party(None, number), dialled=number),
+        answered(call, now, None),
+    ]
+    assert run(after(script, "CHANNEL_HANGUP_COMPLETE", "b"), calls) == [
+        ended(call, at(script, 140.338))
+    ]
+
+
+def test_a_followed_call_answered_while_the_link_was_down() -> None:
+    script = load_script("internal-answered")
+    call = script.uuid("a")
+    calls, now = mapper(), at(script, 30)
+    made = run(script.events[:6], calls)
+    assert [e.kind for e in made] == [Kind.STARTED]
+    assert calls.reconcile([script.row("a"), script.row("b")], now) == [
+        answered(call, now, "0003*1001")
+    ]
+    rest = after(script, "CHANNEL_HANGUP_COMPLETE", "a")
+    assert run(rest, calls) == [ended(call, at(script, 65.431))]
+
+
+def test_a_leg_dialled_while_the_link_was_down_joins_its_followed_call() -> None:
+    """The IVR answered the caller before the drop; meanwhile the caller pressed 1 and 1001
+    answered. 1001's leg is registered: the caller hanging up first does not end the call."""
+    script = load_script("inbound-ivr")
+    call = script.uuid("a")
+    calls, now = mapper(), at(script, 30)
+    outgoing = len(script.events) - len(after(script, "CHANNEL_OUTGOING", "b"))
+    made = run(script.events[:outgoing], calls)
+    assert [e.kind for e in made] == [Kind.STARTED]
+    assert calls.reconcile([script.row("a"), script.row("b")], now) == [
+        ringing(call, now, "0003*1001"),
+        answered(call, now, "0003*1001"),
+    ]
+    hangups = after(script, "CHANNEL_HANGUP_COMPLETE", "a")
+    assert run(hangups[:1], calls) == []
+    assert run(hangups[1:], calls) == [ended(call, at(script, 70.320))]
+
+
+def row(uuid: str, name: str, direction: str = "outbound", **columns: str) -> dict[str, str]:
+    return {"uuid": uuid, "name": name, "direction": direction, "call_uuid": uuid} | columns
+
+
+def test_channels_that_lead_to_no_caller_leg_are_not_followed() -> None:
+    rows = [
+        # an API originate: no caller leg (call_uuid is its own uuid)
+        row("o-1", "sofia/internal/1001@192.0.2.11", callstate="ACTIVE"),
+        # a leg whose originator is gone
+        row("o-2", "sofia/internal/1002@192.0.2.12", call_uuid="gone", callstate="RINGING"),
+        # a loopback -b leg without its -a partner, and the phone it dials
+        row("lb-1", "loopback/ring-2100-b", "inbound"),
+        row("o-3", "sofia/internal/1003@192.0.2.13", call_uuid="lb-1", callstate="RINGING"),
+    ]
+    calls = mapper()
+    assert calls.reconcile(rows, NOW) == []
+    assert calls.legs == 0
+
+
+def test_the_same_loopback_in_two_calls_is_told_apart_by_its_creation() -> None:
+    calls = mapper()
+    rows: list[dict[str, str]] = []
+    for call, second, ext in (("a-1", "1795803372", "1001"), ("a-2", "1795803390", "1002")):
+        rows += [
+            row(call, "sofia/internal/1000@pbx", "inbound", dest="2100", created_epoch=second),
+            row(f"{call}-la", "loopback/ring-2100-a", call_uuid=call, created_epoch=second),
+            row(f"{call}-lb", "loopback/ring-2100-b", "inbound", created_epoch=second),
+            row(f"{call}-c", f"sofia/internal/{ext}@192.0.2.1", call_uuid=f"{call}-lb"),
+        ]
+    made = calls.reconcile(rows, datetime(2026, 11, 27, 18, 17, tzinfo=UTC))
+    assert [(e.call_id, e.kind, e.extension) for e in made] == [
+        ("a-1", Kind.STARTED, None),
+        ("a-1", Kind.RINGING, "0003*1001"),
+        ("a-2", Kind.STARTED, None),
+        ("a-2", Kind.RINGING, "0003*1002"),
+    ]
+
+
+def test_a_call_older_than_the_maximum_call_age_is_not_started() -> None:
+    script = load_script("inbound-did")
+    calls = mapper(max_age=timedelta(hours=1))
+    assert calls.reconcile([script.row("a"), script.row("b")], at(script, 3 * 3600)) == []
+    assert calls.legs == 0
+
+
+def test_a_call_that_ended_is_not_started_again_from_stale_rows() -> None:
+    """FreeSWITCH writes its channels table behind its events: rows of a call that just ended
+    may still be listed."""
+    script = load_script("internal-answered")
+    calls = mapper()
+    run(script.events, calls)
+    assert calls.reconcile([script.row("a"), script.row("b")], at(script, 66)) == []
+    assert calls.legs == 0
+
+
+def test_without_the_number_dialled_the_callee_is_the_leg_that_answered() -> None:
+    rows = [
+        row("a-1", "sofia/internal/1000@pbx", "inbound", cid_num="1000"),
+        row("b-1", "sofia/internal/1001@192.0.2.11", call_uuid="a-1", callstate="RINGING"),
+        row("b-2", "sofia/internal/1002@192.0.2.12", call_uuid="a-1", callstate="ACTIVE"),
+    ]
+    made = mapper().reconcile(rows, NOW)
+    assert [(e.kind, e.extension) for e in made] == [
+        (Kind.STARTED, None),
+        (Kind.RINGING, "0003*1001"),
+        (Kind.ANSWERED, "0003*1002"),
+    ]
+    assert made[0].time == NOW  # no created_epoch
+    assert made[0].caller == Party("0003*1000", "1000")
+    assert made[0].callee == Party("0003*1002")
+    assert made[0].dialled is None
+
+
+@pytest.mark.parametrize(
+    ("epoch", "expected"),
+    [
+        ("1795803372", datetime(2026, 11, 27, 18, 16, 12, tzinfo=UTC)),
+        ("", None),
+        ("0", None),
+        ("soon", None),
+    ],
+)
+def test_when_a_row_was_created(epoch: str, expected: datetime | None) -> None:
+    assert row_created({"created_epoch": epoch}) == expected
 
 
 # --- who is who, and odd sequences -------------------------------------------------------------

@@ -57,16 +57,39 @@ extension of the callee leg that was transferred), its callee the new leg's, its
 call's. ``deflect`` (a REFER sent to the phone) takes the call out of FreeSWITCH: its leg
 hangs up and the redirected call comes back, if at all, as a new call.
 
+**Reconnects** (``reconcile``, given the rows of ``show channels as json``): legs FreeSWITCH
+no longer has were missed while the link was down; a followed call none of whose legs is left
+has ended, and the tracker ends it (``reconstructed``). Live channels callhook does not follow
+are grouped as the events would have grouped them: an ``inbound`` non-loopback channel is a
+caller leg; any other joins the leg its ``call_uuid`` names (FreeSWITCH sets it to the
+originating leg's uuid when it dials a leg, and to the caller's on a bridge), and a loopback
+``-b`` leg joins its ``-a`` partner (same name but the last letter). A leg that joins a followed
+call is registered in it: ``leg.ringing`` when it is an extension, and the call is answered if
+it is. A caller leg nobody follows began its call while the link was down (or before callhook
+started): the call is started from the rows, back-dated to the caller leg's ``created_epoch``,
+with the caller from its channel name and caller id (``initial_cid_num``, ``initial_context``)
+and the number dialled (``initial_dest``; also the DID when the caller is not an extension) as
+for a CHANNEL_CREATE, then ``leg.ringing`` for its callee legs that are extensions. Any followed
+or started call one of whose callee legs (not a loopback) is answered (callstate ``ACTIVE``,
+``HELD`` or ``UNHELD``) gets its ``call.answered``. These rings and answers are dated at the
+reconnect (when they happened is not in the rows). The legs are
+registered, so their CHANNEL_HANGUP_COMPLETE ends the call as usual; the event ids come from
+the caller leg's uuid, so a call stored before a restart is a duplicate that ingest ignores. A
+call older than the maximum call age is left alone (the tracker would close it at once), and so
+are the channels of a call callhook closed already (by that age, say).
+
 **Not followed**: calls placed by the originate API without a caller leg (click-to-call,
-mod_callcenter agents), calls that began while the link was down, call pickup (the picked-up
-leg ends PICKED_OFF; the call ends unanswered). Events of channels that belong to no followed
-call are ignored.
+mod_callcenter agents), call pickup (the picked-up leg ends PICKED_OFF; the call ends
+unanswered). Events of channels that belong to no followed call are ignored. Of a call that
+began while the link was down, what happened during the outage is not known: a ring group
+member that stopped ringing meanwhile never rang for callhook, a transfer made meanwhile is not
+a new call, and a call that began and ended during the outage is not seen at all.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -125,6 +148,12 @@ _PARENTS = (
 _PUBLIC_CONTEXT = "public"
 #: state kept for calls the tracker no longer follows (expired) is dropped every so often
 _SWEEP_EVERY = 500
+#: legs of calls no longer followed, remembered so that a reconnect does not start them again
+_GONE_LIMIT = 10_000
+#: ``show channels`` callstates of a channel that was answered
+_ANSWERED = frozenset({"ACTIVE", "HELD", "UNHELD"})
+#: how far a chain of legs (callee, loopback, callee...) is followed to its caller leg
+_MAX_DEPTH = 16
 _SOFIA_USER = re.compile(r"sofia/(?P<profile>[^/]+)/(?:sips?:)?(?P<user>[^@;:/]+)")
 
 
@@ -185,6 +214,38 @@ def channel_user(channel_name: str) -> str | None:
     return found["user"]
 
 
+def row_headers(row: Message) -> dict[str, str]:
+    """A row of ``show channels as json`` under the event headers the mapper reads. The
+    ``initial_*`` columns are what the channel's CHANNEL_CREATE said (FreeSWITCH 1.10)."""
+    columns = {
+        "Unique-ID": ("uuid",),
+        "Channel-Name": ("name",),
+        "Call-Direction": ("direction",),
+        "Caller-Caller-ID-Number": ("initial_cid_num", "cid_num"),
+        "Caller-Caller-ID-Name": ("initial_cid_name", "cid_name"),
+        "Caller-Destination-Number": ("initial_dest", "dest"),
+        "Caller-Context": ("initial_context", "context"),
+    }
+    headers: dict[str, str] = {}
+    for header, names in columns.items():
+        value = next((row[n] for n in names if row.get(n)), "")
+        if value:
+            headers[header] = value
+    return headers
+
+
+def row_created(row: Message) -> datetime | None:
+    """When the row's channel was created (``created_epoch``, in seconds), if it says."""
+    raw = row.get("created_epoch", "").strip()
+    if not raw.isdigit() or int(raw) <= 0:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(raw))
+
+
+def row_answered(row: Message) -> bool:
+    return row.get("callstate", "").strip().upper() in _ANSWERED
+
+
 def is_loopback(message: Message) -> bool:
     return message.get("Channel-Name", "").startswith("loopback/") or bool(
         message.get("variable_loopback_leg")
@@ -205,6 +266,8 @@ class EslCalls:
         self.tracker = tracker
         self._legs: dict[str, Leg] = {}
         self._calls: dict[str, Call] = {}
+        #: uuids of the legs of calls no longer followed (oldest first, at most _GONE_LIMIT)
+        self._gone: dict[str, None] = {}
         self._fed = 0
         self._steps: dict[str, Callable[[str, Message, datetime], list[CallEvent]]] = {
             "CHANNEL_CREATE": self._created,
@@ -230,16 +293,142 @@ class EslCalls:
         return step(uuid, message, event_time(message, now))
 
     def reconcile(self, channels: Sequence[Message], now: datetime) -> list[CallEvent]:
-        """After a (re)connect, given the rows of ``show channels``: legs that are gone were
-        missed while the link was down; a call none of whose legs is left has ended."""
-        alive = {row["uuid"] for row in channels if row.get("uuid")}
+        """After a (re)connect, given the rows of ``show channels`` (see the module doc): calls
+        that ended meanwhile are closed, calls that began meanwhile are started, and calls
+        answered meanwhile are answered."""
+        rows = {row["uuid"]: row for row in channels if row.get("uuid")}
         for call in list(self._calls.values()):
-            call.live &= alive
+            call.live &= rows.keys()
             if not call.live:
                 self._forget(call)
         events = self.tracker.reconcile([c.segment for c in self._calls.values()], now)
         self._sweep()
+        return events + self._catch_up(rows, now)
+
+    # --- calls that began or were answered while the link was down --------------------------
+
+    def _catch_up(self, rows: dict[str, Message], now: datetime) -> list[CallEvent]:
+        unknown = {
+            uuid: row_headers(row)
+            for uuid, row in rows.items()
+            if uuid not in self._legs and uuid not in self._gone
+        }
+        callers = {
+            uuid
+            for uuid, headers in unknown.items()
+            if headers.get("Call-Direction") == "inbound" and not is_loopback(headers)
+        }
+        loopbacks: dict[str, list[str]] = {}
+        for uuid, row in rows.items():
+            if row.get("name", "").startswith("loopback/"):
+                loopbacks.setdefault(row["name"], []).append(uuid)
+        parents = {
+            uuid: parent
+            for uuid in unknown
+            if uuid not in callers
+            and (parent := self._row_parent(uuid, rows, loopbacks)) is not None
+        }
+        joining: dict[str, list[str]] = {root: [] for root in callers}
+        for uuid in parents:
+            root = self._row_root(uuid, parents, callers)
+            if root is not None:
+                joining.setdefault(root, []).append(uuid)
+        events: list[CallEvent] = []
+        for call in list(self._calls.values()):
+            added = [
+                self._join(call, uuid, unknown[uuid], parents[uuid])
+                for uuid in joining.get(call.root, [])
+            ]
+            events += self._rings(call, added, now)
+        for root in [uuid for uuid in rows if uuid in callers]:
+            events += self._begin(root, unknown, rows, parents, joining[root], now)
+        for uuid, row in rows.items():
+            if row_answered(row):  # a callee leg answered while the link was down
+                events += self._answered(uuid, row, now)
         return events
+
+    def _row_parent(
+        self, uuid: str, rows: Mapping[str, Message], loopbacks: Mapping[str, list[str]]
+    ) -> str | None:
+        """The channel that dialled a row's channel: its ``call_uuid``, else (a loopback -b
+        leg) the -a leg of the same name, if there is exactly one."""
+        row = rows[uuid]
+        named = row.get("call_uuid", "")
+        if named and named != uuid and (named in rows or named in self._legs):
+            return named
+        name = row.get("name", "")
+        if not (name.startswith("loopback/") and name.endswith("-b")):
+            return None
+        partners = loopbacks.get(f"{name[:-2]}-a", [])
+        if len(partners) > 1:  # the same loopback in two calls: the one created with it
+            partners = [
+                u for u in partners if rows[u].get("created_epoch") == row.get("created_epoch")
+            ]
+        return partners[0] if len(partners) == 1 else None
+
+    def _row_root(self, uuid: str, parents: Mapping[str, str], callers: set[str]) -> str | None:
+        """The call a row's channel belongs to: a followed call's root or a new caller leg."""
+        for _ in range(_MAX_DEPTH):
+            leg = self._legs.get(uuid)
+            if leg is not None:
+                return leg.root if leg.root in self._calls else None
+            if uuid in callers:
+                return uuid
+            parent = parents.get(uuid)
+            if parent is None:
+                return None
+            uuid = parent
+        return None
+
+    def _join(self, call: Call, uuid: str, headers: Message, parent: str) -> Leg:
+        """A leg seen first in ``show channels`` joins the call its parent belongs to."""
+        role = Role.LOOPBACK if is_loopback(headers) else Role.CALLEE
+        party = self._callee(headers) if role is Role.CALLEE else self._dialled(headers)
+        leg = self._legs[uuid] = Leg(uuid, call.root, role, call.segment, party, parent)
+        call.legs.add(uuid)
+        call.live.add(uuid)
+        return leg
+
+    def _rings(self, call: Call, legs: Sequence[Leg], now: datetime) -> list[CallEvent]:
+        events: list[CallEvent] = []
+        for leg in legs:
+            if leg.role is Role.CALLEE and leg.party.extension:
+                events += self.tracker.ring(call.segment, now, leg.party.extension)
+        return events
+
+    def _begin(
+        self,
+        root: str,
+        unknown: Mapping[str, Message],
+        rows: Mapping[str, Message],
+        parents: Mapping[str, str],
+        members: Sequence[str],
+        now: datetime,
+    ) -> list[CallEvent]:
+        """A caller leg callhook does not follow: its call began while the link was down."""
+        time = row_created(rows[root]) or now
+        if now - time > self.tracker.max_age:
+            return []  # the tracker would close it at once
+        headers = unknown[root]
+        caller = self._caller(headers)
+        dialled = headers.get("Caller-Destination-Number") or None
+        did = dialled if caller.extension is None else None
+        call = Call(root, caller, did, root, legs={root}, live={root})
+        self._calls[root] = call
+        self._legs[root] = Leg(root, root, Role.CALLER, root, caller)
+        legs = [self._join(call, uuid, unknown[uuid], parents[uuid]) for uuid in members]
+        callee = self.numbering.party(dialled) if dialled else self._callee_of(legs, rows)
+        events = self.tracker.start(root, time, caller, callee, did=did, dialled=dialled)
+        return events + self._rings(call, legs, now)
+
+    def _callee_of(self, legs: Sequence[Leg], rows: Mapping[str, Message]) -> Party:
+        """Without the number dialled: the callee leg that answered, else the first that is
+        an extension, else the first."""
+        callees = [leg for leg in legs if leg.role is Role.CALLEE]
+        pick = next((leg for leg in callees if row_answered(rows[leg.uuid])), None)
+        pick = pick or next((leg for leg in callees if leg.party.extension), None)
+        pick = pick or (callees[0] if callees else None)
+        return pick.party if pick else self.numbering.party(None)
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -386,6 +575,9 @@ class EslCalls:
         self._calls.pop(call.root, None)
         for uuid in call.legs:
             self._legs.pop(uuid, None)
+            self._gone[uuid] = None
+        while len(self._gone) > _GONE_LIMIT:
+            del self._gone[next(iter(self._gone))]
 
     def _sweep(self) -> None:
         """Drop calls the tracker stopped following (closed by the maximum call age)."""
