@@ -233,7 +233,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         emit_json(links)
         return
     table(
-        ["source", "kind", "pbx", "state", "since", "events", "calls", "reconnects", "last error"],
+        ["source", "kind", "pbx", "state", "since", "events", "calls", "reconnects"],
         [
             [
                 link["name"],
@@ -244,11 +244,17 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 str(link["events_seen"]),
                 str(link["tracked_calls"]),
                 str(link["reconnects"]),
-                (link["last_error"] or "-")
-                + (f" ({_ago(link['last_error_at'])})" if link["last_error_at"] else ""),
             ]
             for link in links
         ],
         empty="no PBX links yet; start one with `callhook source ami ...` or "
         "`callhook source esl ...`, or give `callhook serve --source URL`",
     )
+    for link in links:
+        if link["state"] == "unknown":
+            say(
+                f"{link['name']}: no report from {link['runner']} since "
+                f"{_ago(link['last_report'])}: is it still running?"
+            )
+        if link["last_error"]:
+            say(f"{link['name']}: last error {_ago(link['last_error_at'])}: {link['last_error']}")

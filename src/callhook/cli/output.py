@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -52,7 +53,9 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) 
         column.overflow = "fold"
     for row in rows:
         grid.add_row(*row)
-    Console(soft_wrap=False, highlight=False).print(grid)
+    # piped or captured: no terminal to fit, so no column is folded into two lines
+    width = None if sys.stdout.isatty() else 240
+    Console(soft_wrap=False, highlight=False, width=width).print(grid)
 
 
 def fail(message: str, exit_code: int) -> click.exceptions.Exit:
