@@ -169,7 +169,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     d.close()
 
 
-AMI_SHAPES = ("internal_answered", "unanswered_busy", "queue_ringall", "blind_transfer")
+#: every scripted call shape, played one after the other on one connection
+AMI_SHAPES = sorted(p.stem for p in ami_server.DATA.glob("*.ami") if p.stem != "reconnect")
 
 
 def test_callhook_source_ami_follows_asterisk_across_a_reconnect(
@@ -233,7 +234,11 @@ def test_callhook_source_ami_follows_asterisk_across_a_reconnect(
     assert stopped["last_error"] == "stopped"
 
 
-ESL_SHAPES = ("internal-answered", "busy", "ring-group", "inbound-did", "outbound-gateway")
+#: every scripted call shape; the internal call (first) is cut off by the drop
+ESL_SHAPES = [
+    "internal-answered",
+    *sorted(p.stem for p in esl_server.SCRIPTS.glob("*.esl") if p.stem != "internal-answered"),
+]
 
 
 def test_serve_follows_freeswitch_over_esl_across_a_reconnect(
