@@ -112,3 +112,37 @@ async def test_a_link_down_at_start_says_why_and_connects_when_the_pbx_comes(
         await task
     assert runner.status.reconnects == 0  # the first connection that worked
     assert await _stored(components) == 2
+
+
+async def test_a_bare_peer_that_ignores_every_action_but_login_is_followed(
+    components: Components,
+) -> None:
+    """The least an AMI peer can do (a hand-written replay, say): the banner, a login answer
+    without ActionID, then events; no answer to CoreShowChannels or Ping, ever. The list is
+    given up after CHANNELS_TIMEOUT and the events held meanwhile are followed in order."""
+    script = load_script("unanswered_busy")
+
+    async def bare(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"Asterisk Call Manager/2.10.4\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n")
+            for event in script.session(0).events:
+                fields = "".join(f"{k}: {v}\r\n" for k, v in event.items())
+                writer.write(f"{fields}\r\n".encode())
+            await writer.drain()
+            while await reader.read(4096):
+                pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(bare, "127.0.0.1", 0)
+    async with server:
+        runner = await _runner(components, server.sockets[0].getsockname()[1])
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        await _until(lambda: runner.sink.committed >= 2)
+        stop.set()
+        await task
+    assert runner.status.connections == 1
+    assert await _stored(components) == 2  # started, ended BUSY

@@ -16,6 +16,10 @@ from typing import Protocol
 from callhook.domain.calls import CallEvent
 from callhook.sources.tracking import CallTracker
 
+#: how long a PBX may take to list its live channels; one that does not answer (a replay of a
+#: PBX that ignores the request) is followed without reconciling, its events held meanwhile
+CHANNELS_TIMEOUT = 5.0
+
 #: one PBX message: AMI ``Key: Value`` lines, or an ESL event's headers (values decoded)
 Message = Mapping[str, str]
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 from callhook.sources.ami.protocol import AmiMessage, AmiParser, encode_action
-from callhook.sources.link import ChannelsUnavailable, LinkError, LinkLost
+from callhook.sources.link import CHANNELS_TIMEOUT, ChannelsUnavailable, LinkError, LinkLost
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class AmiSession:
         when Asterisk refuses or does not finish the list in time)."""
         action_id = self._next_id()
         await self._send(encode_action("CoreShowChannels", action_id=action_id))
-        within = max(self.keepalive_timeout, 10.0)
+        within = CHANNELS_TIMEOUT
         deadline = self._loop.time() + within
         channels: list[AmiMessage] = []
         done = False

@@ -39,7 +39,13 @@ from callhook.sources.esl.protocol import (
     parse_channels,
     subscribe,
 )
-from callhook.sources.link import ChannelsUnavailable, LinkError, LinkLost, Message
+from callhook.sources.link import (
+    CHANNELS_TIMEOUT,
+    ChannelsUnavailable,
+    LinkError,
+    LinkLost,
+    Message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,13 +216,13 @@ class EslSession:
         cannot be read (the session goes on)."""
         command = "show channels as json"
         try:
-            frame = await self._request(api(command), self.link.reply_timeout, command)
+            frame = await self._request(api(command), CHANNELS_TIMEOUT, command)
         except LinkLost:
             if self._failure is not None:  # the connection itself failed
                 raise
             raise ChannelsUnavailable(
                 f"FreeSWITCH at {self.link.target} did not answer `{command}` within "
-                f"{self.link.reply_timeout:g} s"
+                f"{CHANNELS_TIMEOUT:g} s"
             ) from None
         try:
             return list(parse_channels(frame.body))
