@@ -27,20 +27,6 @@ CALLER, CALLEE = "0003*201", "0003*210"
 WAIT = 180.0  # seconds: a limit on waiting, not a claim about speed
 
 
-@pytest.fixture
-def receiver() -> Iterator[ThreadedReceiver]:
-    r = ThreadedReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = Deployment(tmp_path)
-    yield d
-    d.close()
-
-
 def distinct_ids(requests: list[Received]) -> set[str]:
     return {r.webhook_id for r in requests}
 

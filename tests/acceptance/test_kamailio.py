@@ -309,20 +309,6 @@ def tools() -> None:
 
 
 @pytest.fixture
-def receiver() -> Iterator[ThreadedReceiver]:
-    r = ThreadedReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = Deployment(tmp_path)
-    yield d
-    d.close()
-
-
-@pytest.fixture
 def sip(tools: None, tmp_path: Path) -> Iterator[Sip]:
     s = Sip(tmp_path)
     yield s

@@ -22,12 +22,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from callhook.domain.calls import CallEvent, CallState, Fired, apply
+from callhook.domain.calls import CallEvent, Fired, fire_all
 from callhook.sources.ami.calls import AmiCalls
 from callhook.sources.esl.calls import EslCalls
 from callhook.sources.link import Mapper
@@ -83,13 +82,7 @@ def made_by(mapper: Mapper, sessions: Sessions) -> list[CallEvent]:
 
 def fired_by(events: list[CallEvent]) -> list[Fired]:
     """What they fire, call by call (the trigger mapping)."""
-    states: dict[str, CallState] = {}
-    fired: list[Fired] = []
-    for event in events:
-        step = apply(states.get(event.call_id, CallState()), event)
-        states[event.call_id] = step.state
-        fired += step.fired
-    return fired
+    return [f for _call, f in fire_all(events)]
 
 
 def directory(extensions: set[str]) -> str:
@@ -153,20 +146,6 @@ def link_status(deployment: Deployment, done: Callable[[dict[str, Any]], bool]) 
             return found
         assert time.monotonic() < deadline, links
         time.sleep(0.5)
-
-
-@pytest.fixture
-def receiver() -> Iterator[ThreadedReceiver]:
-    r = ThreadedReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = Deployment(tmp_path)
-    yield d
-    d.close()
 
 
 #: every scripted call shape, played one after the other on one connection

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callhook.domain.calls import CallEvent, CallState, Kind, Party, Trigger, apply
+from callhook.domain.calls import CallEvent, Kind, Party, Trigger, fire_all
 from callhook.sources.ami.calls import AmiCalls
 from callhook.sources.ami.channels import dialled_number, endpoint_of
 from callhook.sources.ami.protocol import AmiMessage
@@ -313,17 +313,10 @@ Fired = tuple[str, str, Trigger, str, str]  # call id, short extension, trigger,
 
 
 def fire(events: Sequence[CallEvent]) -> list[Fired]:
-    states: dict[str, CallState] = {}
-    fired: list[Fired] = []
-    for event in events:
-        step = apply(states.get(event.call_id, CallState()), event)
-        states[event.call_id] = step.state
-        for f in step.fired:
-            short = f.extension.split("*")[1]
-            fired.append(
-                (event.call_id, short, f.trigger, f.params["CallFlow"], f.params["CallStatus"])
-            )
-    return fired
+    return [
+        (call, f.extension.split("*")[1], f.trigger, f.params["CallFlow"], f.params["CallStatus"])
+        for call, f in fire_all(events)
+    ]
 
 
 DIAL_IN, DIAL_OUT, HANGUP = Trigger.DIAL_IN, Trigger.DIAL_OUT, Trigger.HANGUP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from callhook.domain.calls import (
     Party,
     Trigger,
     apply,
+    fire_all,
     parse_batch,
     parse_event,
 )
@@ -796,3 +798,19 @@ def test_called_number_falls_back_to_the_did() -> None:
     )
     (fired,) = apply(CallState(), event).fired
     assert fired.params["CalledNumber"] == "+18005550100"
+
+
+def test_fire_all_folds_each_call_on_its_own() -> None:
+    one = started({"extension": "0003*210"}, {"extension": "0003*211"})
+    two = replace(one, event_id="e2", call_id="call-2")
+    end_one = CallEvent("e-end", "call-1", Kind.ENDED, one.time, disposition="BUSY")
+    fired = fire_all([one, two, end_one])
+    assert [(call, f.extension, f.trigger) for call, f in fired] == [
+        ("call-1", "0003*210", Trigger.DIAL_OUT),
+        ("call-1", "0003*211", Trigger.DIAL_IN),
+        ("call-2", "0003*210", Trigger.DIAL_OUT),
+        ("call-2", "0003*211", Trigger.DIAL_IN),
+        ("call-1", "0003*210", Trigger.HANGUP),
+        ("call-1", "0003*211", Trigger.HANGUP),
+    ]
+    assert fired[-1][1].params["CallStatus"] == "BUSY"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callhook.domain.calls import CallEvent, CallState, Kind, Party, Trigger, apply
+from callhook.domain.calls import CallEvent, CallState, Kind, Party, Trigger, apply, fire_all
 from callhook.sources.esl.calls import (
     EslCalls,
     channel_user,
@@ -88,16 +88,10 @@ def ended(
 
 def triggers(events: Sequence[CallEvent]) -> list[Step]:
     """What the events fire, through the domain's own mapping (contract section 7)."""
-    states: dict[str, CallState] = {}
-    steps: list[Step] = []
-    for event in events:
-        applied = apply(states.get(event.call_id, CallState()), event)
-        states[event.call_id] = applied.state
-        steps += [
-            (f.extension, f.trigger, f.params["CallStatus"], f.params["CallFlow"])
-            for f in applied.fired
-        ]
-    return steps
+    return [
+        (f.extension, f.trigger, f.params["CallStatus"], f.params["CallFlow"])
+        for _call, f in fire_all(events)
+    ]
 
 
 def out(ext: str, trigger: Trigger, status: str) -> Step:

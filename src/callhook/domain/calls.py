@@ -18,7 +18,7 @@ call that has ended change nothing (they are recorded, not acted on).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -305,6 +305,18 @@ def apply(state: CallState, event: CallEvent) -> Applied:
         held = (*state.held, event)
         return Applied(replace(state, held=held), ignored="held until the call's start arrives")
     return _STEPS[event.kind](state, event)
+
+
+def fire_all(events: Iterable[CallEvent]) -> list[tuple[str, Fired]]:
+    """Events of any number of calls, each folded into its own call from scratch: every
+    trigger fired, with its call id, in order (what ingest does, without storage)."""
+    states: dict[str, CallState] = {}
+    fired: list[tuple[str, Fired]] = []
+    for event in events:
+        step = apply(states.get(event.call_id, CallState()), event)
+        states[event.call_id] = step.state
+        fired += [(event.call_id, f) for f in step.fired]
+    return fired
 
 
 def _order(event: CallEvent) -> tuple[int, datetime]:
