@@ -253,3 +253,12 @@ class Deployment:
         )
         if response.status_code != 201:
             raise SystemExit(f"creating a PhoneCallEvent failed: {response.text}")
+
+    def rules(self, extensions: int, types: tuple[int, ...], url: str) -> None:
+        """PhoneCallEvents of each of ``types`` on each of the first ``extensions`` benchmark
+        extensions, all to ``url``, through the UAPI."""
+        progress(f"creating {extensions * len(types)} PhoneCallEvents through the UAPI")
+        with httpx.Client(timeout=30) as client:
+            for n in range(extensions):
+                for event_type in types:
+                    self.rule(client, extended(n), event_type, url)

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-import httpx
 
 from bench import load
 from bench.deploy import Deployment, extended
@@ -93,14 +92,6 @@ async def bare_client(url: str, requests: int, concurrency: int) -> float:
         return requests / (time.perf_counter() - started)
 
 
-def make_rules(deployment: Deployment, receiver: str) -> None:
-    progress(f"creating {EXTENSIONS * len(TYPES)} PhoneCallEvents through the UAPI")
-    with httpx.Client(timeout=30) as client:
-        for n in range(EXTENSIONS):
-            for event_type in TYPES:
-                deployment.rule(client, extended(n), event_type, f"{receiver}/hook")
-
-
 def run_setup(
     setup: Setup, receiver: Nginx, loads: list[float | None], seconds: float, drain: float
 ) -> list[tuple[float | None, load.Outcome]]:
@@ -110,7 +101,7 @@ def run_setup(
         for n in range(setup.workers):
             deployment.worker(f"bench-{n}")
         deployment.import_directory(EXTENSIONS)
-        make_rules(deployment, receiver.url)
+        deployment.rules(EXTENSIONS, TYPES, f"{receiver.url}/hook")
         for index, rate in enumerate(loads):
             receiver.reopen()
             events_n = int((rate or 1500) * seconds)

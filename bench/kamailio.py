@@ -24,7 +24,6 @@ import csv
 import json
 import math
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,19 +33,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 from sqlalchemy import func, select
 
-from bench.deploy import Deployment, extended, extension, stop_process
+from bench.deploy import Deployment, extension
 from bench.load import EVENT_OF_TYPE, delivery_keys, wait_for_arrivals
 from bench.nginx import Nginx
 from bench.report import Table, fmt, percentile, progress, ratio, record
+from bench.sip import (
+    CONTRIB,
+    SipError,
+    control_socket,
+    define_args,
+    free_port,
+    install_tools,
+    kamailio_command,
+    recipe_settings,
+    running,
+    tools_present,
+    uac_command,
+    uas_command,
+)
 from callhook.store.database import create_engine
 from callhook.store.tables import call_events, calls, deliveries
 
-ROOT = Path(__file__).resolve().parent.parent
-CONTRIB = ROOT / "contrib" / "kamailio"
-SCENARIOS = CONTRIB / "sipp"
 EXTENSIONS = 100
 TYPES = (0, 1, 2, 3, 4)
 EVENTS_PER_CALL = 3
@@ -57,52 +66,17 @@ KEPT_UP_MS = 1000.0
 ORG = "0003"
 
 
-def ensure_tools() -> str:
-    """The kamailio binary; Kamailio and SIPp are installed from Debian when missing."""
-    kamailio = shutil.which("kamailio") or "/usr/sbin/kamailio"
-    if not (Path(kamailio).exists() and shutil.which("sipp")):
+def ensure_tools() -> None:
+    """Kamailio and SIPp, installed from Debian when missing."""
+    if not tools_present():
         progress("installing Kamailio and SIPp (contrib/kamailio/install-packages.sh)")
-    done = subprocess.run(
-        ["bash", str(CONTRIB / "install-packages.sh")], capture_output=True, text=True, check=False
-    )
-    if done.returncode or not shutil.which("sipp"):
-        raise SystemExit(f"Kamailio and SIPp are needed: {done.stderr.strip()}")
-    return shutil.which("kamailio") or "/usr/sbin/kamailio"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def udp_listening(port: int) -> bool:
-    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    return any(line.split()[1].endswith(f":{port:04X}") for line in lines)
-
-
-@contextmanager
-def process(args: list[str], cwd: Path, log: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A background process that listens on UDP ``port``; stopped on leaving."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not udp_listening(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{args[0]} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        stop_process(proc)
+    reason = install_tools()
+    if reason:
+        raise SystemExit(f"Kamailio and SIPp are needed: {reason}")
 
 
 @dataclass
 class Kamailio:
-    binary: str
     port: int
     ctl: str
 
@@ -122,26 +96,19 @@ class Kamailio:
 
 @contextmanager
 def kamailio(
-    binary: str, tmp: Path, uas_port: int, callhook: str, token: str, events: bool
+    tmp: Path, uas_port: int, callhook: str, token: str, events: bool
 ) -> Iterator[Kamailio]:
     """Kamailio on the recipe, its settings given with -A as a user may."""
-    port = free_udp_port()
-    ctl = f"unix:{tmp / 'kamailio_ctl'}"
-    defines = {
-        "CALLHOOK_LISTEN": f"udp:127.0.0.1:{port}",
-        "CALLHOOK_URL": f'"{callhook}/callhook/v1/call-events"',
-        "CALLHOOK_TOKEN": f'"{token}"',
-        "CALLHOOK_ORG": f'"{ORG}"',
-        "CALLHOOK_FORWARD": f'"sip:127.0.0.1:{uas_port}"',
-        "CALLHOOK_CTL": f'"{ctl}"',
-    }
-    args = [binary, "-f", str(CONTRIB / "callhook.cfg"), "-DD", "-E", "-m", "512"]
-    for name, value in defines.items():
-        args += ["-A", f"{name}={value}"]
+    port = free_port()
+    ctl = control_socket(tmp)
+    settings = recipe_settings(
+        port=port, callhook_url=callhook, token=token, org=ORG, forward_port=uas_port, ctl=ctl
+    )
+    args = kamailio_command(CONTRIB / "callhook.cfg", 512, *define_args(settings))
     if not events:
         args += ["-A", "CALLHOOK_NO_EVENTS"]
-    with process(args, tmp, tmp / f"kamailio-{'events' if events else 'sip'}.log", port):
-        yield Kamailio(binary, port, ctl)
+    with running(args, tmp, tmp / f"kamailio-{'events' if events else 'sip'}.log", port):
+        yield Kamailio(port, ctl)
 
 
 @dataclass
@@ -164,16 +131,16 @@ def place_calls(tmp: Path, port: int, rate: int, seconds: float, prefix: str) ->
             f.write(f"{extension(2 * k)};{extension(2 * k + 1)};Bench Caller\n")
     stats = tmp / f"{prefix}.csv"
     done = subprocess.run(
-        [
-            "sipp",
-            f"127.0.0.1:{port}",
-            *("-sf", str(SCENARIOS / "uac-answered.xml"), "-inf", str(calls_csv)),
-            *("-i", "127.0.0.1", "-nostdin", "-d", str(TALK_MS)),
+        uac_command(
+            port,
+            "answered",
+            calls_csv,
+            TALK_MS,
+            (prefix, "bench"),
             *("-r", str(rate), "-rp", "1000", "-m", str(total), "-l", "100000"),
-            *("-cid_str", f"{prefix}-%u-%p@bench"),
             *("-trace_stat", "-stf", str(stats), "-fd", "1"),
             *("-timeout", f"{int(seconds) + 60}s"),
-        ],
+        ),
         cwd=tmp,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -327,14 +294,6 @@ def run_with_events(
     return run
 
 
-def make_rules(deployment: Deployment, receiver: str) -> None:
-    progress(f"creating {EXTENSIONS * len(TYPES)} PhoneCallEvents through the UAPI")
-    with httpx.Client(timeout=30) as client:
-        for n in range(EXTENSIONS):
-            for event_type in TYPES:
-                deployment.rule(client, extended(n), event_type, f"{receiver}/hook")
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench kamailio", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="25 and 50 calls/s, 3 s each")
@@ -347,29 +306,25 @@ def main(argv: list[str]) -> None:
     rates = [25, 50] if args.quick else [int(r) for r in args.rates.split(",")]
     seconds = 3.0 if args.quick else args.seconds
 
-    binary = ensure_tools()
+    ensure_tools()
     tmp = Path(tempfile.mkdtemp(prefix="callhook-bench-kamailio-"))
-    uas_port = free_udp_port()
-    uas = [
-        "sipp",
-        *("-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(uas_port)),
-        *("-nostdin", "-d", str(TALK_MS)),
-    ]
+    uas_port = free_port()
+    uas = uas_command(uas_port, TALK_MS)
     baseline: list[Run] = []
     runs: list[Run] = []
     try:
         with (
             Nginx() as receiver,
             Deployment("sqlite") as deployment,
-            process(uas, tmp, tmp / "uas.log", uas_port),
+            running(uas, tmp, tmp / "uas.log", uas_port),
         ):
             deployment.serve(*args.serve.split())
             deployment.import_directory(EXTENSIONS)
-            make_rules(deployment, receiver.url)
+            deployment.rules(EXTENSIONS, TYPES, f"{receiver.url}/hook")
             created = deployment.cli("admin", "source", "create", "kamailio", "--json")
             token = json.loads(created)["token"]
 
-            with kamailio(binary, tmp, uas_port, deployment.url, token, events=False) as k:
+            with kamailio(tmp, uas_port, deployment.url, token, events=False) as k:
                 for rate in rates:
                     progress(f"SIP only: {rate} calls/s for {seconds:.0f} s")
                     run = Run(rate, place_calls(tmp, k.port, rate, seconds, f"s{rate}"))
@@ -377,11 +332,13 @@ def main(argv: list[str]) -> None:
                         f"  {run.sip.successful:,}/{run.sip.created:,}, {run.sip.failed} failed"
                     )
                     baseline.append(run)
-            with kamailio(binary, tmp, uas_port, deployment.url, token, events=True) as k:
+            with kamailio(tmp, uas_port, deployment.url, token, events=True) as k:
                 for rate in rates:
                     runs.append(
                         run_with_events(k, tmp, deployment, receiver, rate, seconds, args.drain)
                     )
+    except SipError as exc:  # Kamailio or SIPp did not start
+        raise SystemExit(str(exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

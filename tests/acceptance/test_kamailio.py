@@ -14,12 +14,8 @@ CALLHOOK_REQUIRE_KAMAILIO=1 (CI), where it fails instead.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -29,20 +25,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bench.sip import (
+    control_socket,
+    free_port,
+    install_tools,
+    kamailio_binary,
+    kamailio_command,
+    recipe_settings,
+    render_config,
+    start,
+    stop,
+    uac_command,
+    uas_command,
+)
 
 from tests.acceptance.deployment import Deployment
 from tests.receiver import Received, ThreadedReceiver
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-CONTRIB = ROOT / "contrib" / "kamailio"
-SCENARIOS = CONTRIB / "sipp"
 WAIT = 60.0  # seconds: a limit on waiting, not a claim about speed
 ORG = "0003"  # the directory's organization (code 3), as CALLHOOK_ORG
 NAME = "Alice Doe"  # the callers' display name
 #: the PhoneCallEvent types registered on every extension of the test
 TYPES = (0, 1, 2, 3, 4)
+TALK_MS = 500  # SIPp's pauses, on both sides
 
 #: (type, CallStatus, CallFlow) in the order an extension gets them
 Expected = list[tuple[int, str, str]]
@@ -70,73 +77,44 @@ class Call:
     events: int = 3
 
 
+def between_extensions(
+    scenario: str,
+    hangup: str,
+    *,
+    answered: bool = False,
+    name: str = "",
+    caller: str = "201",
+    callee: str = "210",
+) -> Call:
+    """A call ``name`` (``scenario`` by default) with sipp/uac-SCENARIO.xml from extension
+    ``caller`` to extension ``callee``, both sides ending with ``hangup``; Kamailio sends 3 call
+    events for it when it was answered, 2 when not."""
+    return Call(
+        name or scenario,
+        scenario,
+        caller,
+        callee,
+        {caller: caller_side(hangup, answered), callee: callee_side(hangup, answered)},
+        events=3 if answered else 2,
+    )
+
+
 CALLS = [
-    Call(
-        "answered",
-        "answered",
-        "201",
-        "210",
-        {"201": caller_side("ANSWER", True), "210": callee_side("ANSWER", True)},
-    ),
-    Call(
-        "callee-hangs-up",
-        "callee-hangs-up",
-        "201",
-        "210",
-        {"201": caller_side("ANSWER", True), "210": callee_side("ANSWER", True)},
-    ),
-    Call(
-        "busy",
-        "busy",
-        "201",
-        "210",
-        {"201": caller_side("BUSY", False), "210": callee_side("BUSY", False)},
-        events=2,
-    ),
-    Call(
-        "no-answer",
-        "no-answer",
-        "201",
-        "210",
-        {"201": caller_side("NOANSWER", False), "210": callee_side("NOANSWER", False)},
-        events=2,
-    ),
-    Call(
-        "cancel",
-        "cancel",
-        "201",
-        "210",
-        {"201": caller_side("CANCEL", False), "210": callee_side("CANCEL", False)},
-        events=2,
-    ),
+    between_extensions("answered", "ANSWER", answered=True),
+    between_extensions("callee-hangs-up", "ANSWER", answered=True),
+    between_extensions("busy", "BUSY"),
+    between_extensions("no-answer", "NOANSWER"),
+    between_extensions("cancel", "CANCEL"),
     # Kamailio gives up: on a callee that rings too long, and on one that never replies
-    Call(
-        "rings-out",
-        "rings-out",
-        "201",
-        "210",
-        {"201": caller_side("NOANSWER", False), "210": callee_side("NOANSWER", False)},
-        events=2,
-    ),
-    Call(
-        "unreachable",
-        "unreachable",
-        "201",
-        "210",
-        {"201": caller_side("CHANUNAVAIL", False), "210": callee_side("CHANUNAVAIL", False)},
-        events=2,
-    ),
+    between_extensions("rings-out", "NOANSWER"),
+    between_extensions("unreachable", "CHANUNAVAIL"),
     # from an outside number to an extension, and from an extension to an outside number
     Call("inbound", "answered", "+15551234567", "211", {"211": callee_side("ANSWER", True)}),
     Call("outbound", "answered", "201", "0040212345678", {"201": caller_side("ANSWER", True)}),
 ]
 #: placed while callhook is down
-WHILE_DOWN = Call(
-    "while-down",
-    "answered",
-    "210",
-    "211",
-    {"210": caller_side("ANSWER", True), "211": callee_side("ANSWER", True)},
+WHILE_DOWN = between_extensions(
+    "answered", "ANSWER", answered=True, name="while-down", caller="210", callee="211"
 )
 
 
@@ -144,19 +122,9 @@ WHILE_DOWN = Call(
 
 
 def ensure_tools() -> None:
-    """Kamailio (with http_client and jansson) and SIPp, installed from Debian when missing."""
-    script = CONTRIB / "install-packages.sh"
-    try:
-        done = subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, timeout=900, check=False
-        )
-        reason = done.stderr.strip().splitlines()[-1] if done.returncode else ""
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        reason = f"{script.name} did not run: {exc}"
-    if not reason and not (shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists()):
-        reason = "kamailio is not on PATH after the install"
-    if not reason and not shutil.which("sipp"):
-        reason = "sipp is not on PATH after the install"
+    """Kamailio (with http_client and jansson) and SIPp, installed from Debian when missing; the
+    test is skipped (failed with CALLHOOK_REQUIRE_KAMAILIO=1) when they cannot be."""
+    reason = install_tools()
     if reason:
         message = f"Kamailio and SIPp are needed and could not be installed: {reason}"
         if os.environ.get("CALLHOOK_REQUIRE_KAMAILIO") == "1":
@@ -164,82 +132,27 @@ def ensure_tools() -> None:
         pytest.skip(message)
 
 
-def kamailio_binary() -> str:
-    return shutil.which("kamailio") or "/usr/sbin/kamailio"
-
-
-def free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def udp_listening(port: int) -> bool:
-    """Whether a socket is bound to UDP ``port`` (from /proc/net/udp: address:PORT in hex)."""
-    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    return any(line.split()[1].endswith(f":{port:04X}") for line in lines)
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + WAIT
-    while not udp_listening(port):
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args!r} exited {proc.returncode}:\n{log.read_text()}")
-        assert time.monotonic() < deadline, f"nothing listens on UDP {port}"
-        time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL; and any process left in its process group (it leads one)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def render_config(tmp: Path, settings: dict[str, str]) -> Path:
-    """contrib/kamailio/callhook.cfg with the values of some of its `#!define`s replaced."""
-    text = (CONTRIB / "callhook.cfg").read_text("utf-8")
-    for name, value in settings.items():
-        text, count = re.subn(
-            rf"^#!define {name} .*$", f"#!define {name} {value}", text, flags=re.M
-        )
-        assert count == 1, f"callhook.cfg has no single `#!define {name}`"
-    path = tmp / "callhook.cfg"
-    path.write_text(text, "utf-8")
-    return path
-
-
 class Sip:
     """Kamailio with the rendered recipe, the SIPp answering side, and calls placed by SIPp."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.port = free_port(socket.SOCK_DGRAM)
-        self.uas_port = free_port(socket.SOCK_DGRAM)
+        self.port = free_port()
+        self.uas_port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.kamailio_log = tmp / "kamailio.log"
 
     def start(self, callhook_url: str, token: str) -> None:
-        config = render_config(
-            self.tmp,
-            {
-                "CALLHOOK_LISTEN": f"udp:127.0.0.1:{self.port}",
-                "CALLHOOK_URL": json.dumps(f"{callhook_url}/callhook/v1/call-events"),
-                "CALLHOOK_TOKEN": json.dumps(token),
-                "CALLHOOK_ORG": json.dumps(ORG),
-                "CALLHOOK_FORWARD": json.dumps(f"sip:127.0.0.1:{self.uas_port}"),
-                "CALLHOOK_CTL": json.dumps(f"unix:{self.tmp / 'kamailio_ctl'}"),
-                "CALLHOOK_RING_TIMEOUT": "1500",
-                "CALLHOOK_REPLY_TIMEOUT": "1000",
-            },
+        settings = recipe_settings(
+            port=self.port,
+            callhook_url=callhook_url,
+            token=token,
+            org=ORG,
+            forward_port=self.uas_port,
+            ctl=control_socket(self.tmp),
         )
+        settings |= {"CALLHOOK_RING_TIMEOUT": "1500", "CALLHOOK_REPLY_TIMEOUT": "1000"}
+        config = render_config(self.tmp, settings)
         check = subprocess.run(
             [kamailio_binary(), "-c", "-f", str(config)],
             capture_output=True,
@@ -248,44 +161,24 @@ class Sip:
             check=False,
         )
         assert check.returncode == 0, check.stderr
-        self._spawn(
-            [kamailio_binary(), "-f", str(config), "-DD", "-E", "-m", "128"],
-            self.kamailio_log,
-            self.port,
-        )
-        uas = [
-            "sipp",
-            *("-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(self.uas_port)),
-            *("-nostdin", "-d", "500", "-trace_err"),
-        ]
-        self._spawn(uas, self.tmp / "uas.log", self.uas_port)
-
-    def _spawn(self, args: list[str], log: Path, port: int) -> None:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                args,
-                cwd=self.tmp,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=out,
-                start_new_session=True,
-            )
-        self.procs.append(proc)
-        wait_listening(port, proc, log)
+        kamailio = kamailio_command(config, 128)
+        self.procs.append(start(kamailio, self.tmp, self.kamailio_log, self.port))
+        uas = uas_command(self.uas_port, TALK_MS, "-trace_err")
+        self.procs.append(start(uas, self.tmp, self.tmp / "uas.log", self.uas_port))
 
     def call(self, call: Call) -> None:
         """One call with SIPp; it must go as its scenario says (exit status 0)."""
         calls = self.tmp / f"{call.name}.csv"
         calls.write_text(f"SEQUENTIAL\n{call.caller};{call.callee};{NAME}\n", "utf-8")
         done = subprocess.run(
-            [
-                "sipp",
-                f"127.0.0.1:{self.port}",
-                *("-sf", str(SCENARIOS / f"uac-{call.scenario}.xml"), "-inf", str(calls)),
-                *("-i", "127.0.0.1", "-m", "1", "-nostdin", "-d", "500"),
-                *("-cid_str", f"{call.name}-%u-%p@kamailio-test"),
-                *("-timeout", "30s", "-timeout_error", "-trace_err"),
-            ],
+            uac_command(
+                self.port,
+                call.scenario,
+                calls,
+                TALK_MS,
+                (call.name, "kamailio-test"),
+                *("-m", "1", "-timeout", "30s", "-timeout_error", "-trace_err"),
+            ),
             cwd=self.tmp,
             capture_output=True,
             text=True,
