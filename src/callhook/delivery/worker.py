@@ -37,7 +37,8 @@ from callhook.delivery.sender import AttemptResult, Sender
 from callhook.domain.payloads import Timeouts, build_request, new_secret, sign_all, split_url
 from callhook.domain.retry import Decision, Outcome, RetryPolicy, decide, parse_retry_after
 from callhook.store import outbox, signing
-from callhook.store.database import writing
+from callhook.store.database import write_turn, writing
+from callhook.store.outbox_sqlite import EXPIRED_REASON, ClaimWanted, CycleDone, SqliteCycles
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,11 @@ class Worker:
         #: attempts made and not recorded yet (the next cycle records them)
         self._done: list[tuple[outbox.Finished, AttemptResult]] = []
         self._secrets: dict[int | None, tuple[float, list[str]]] = {}
+        #: on a SQLite file, cycles go straight through sqlite3 (outbox_sqlite)
+        self._direct: SqliteCycles | None = None
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._direct = SqliteCycles(database)
 
     def wake(self) -> None:
         """New deliveries were committed: look for work now instead of at the next poll."""
@@ -161,7 +167,11 @@ class Worker:
             self._queued = 0
             if self._inflight:
                 await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-            await self._cycle(claim=False)
+            try:
+                await self._cycle(claim=False)
+            finally:
+                if self._direct is not None:
+                    await self._direct.close()
 
     # --- one cycle: record, give back, claim -------------------------------------------------
 
@@ -190,50 +200,71 @@ class Worker:
         # receivers with a full queue here are not claimed for: their deliveries stay free
         # for other workers (and their order), and a slow receiver cannot fill this worker
         full = [h for h in {*self._per_host, *self._queues} if self._held(h) >= most]
-        now = self.clock()
-        jobs: list[outbox.Job] = []
-        expired: list[outbox.Job] = []
-        slow = False
+        wanted = None
+        if room > 0:
+            limit = min(room, self.options.batch)
+            wanted = ClaimWanted(self.clock(), self.options.lease, limit, sorted({*full, *opened}))
+        records = [f for f, _ in done]
         try:
-            async with writing(self.engine) as conn:
-                kept = await outbox.finish_attempts(conn, self.name, [f for f, _ in done])
-                for due in sorted({at for _, at in returns}):
-                    ids = [job_id for job_id, at in returns if at == due]
-                    await outbox.release(conn, ids, self.name, due)
-                if room > 0:
-                    started = time.monotonic()
-                    jobs = await outbox.claim(
-                        conn,
-                        now=now,
-                        owner=self.name,
-                        lease=self.options.lease,
-                        limit=min(room, self.options.batch),
-                        skip_hosts=sorted({*full, *opened}),
-                    )
-                    slow = time.monotonic() - started > SLOW_CLAIM
-                # decide for every job before any await, then commit, and only then send: a
-                # request that finished before the lease was committed could not be recorded
-                # (its UPDATE would not see the lease yet)
-                expired = [job for job in jobs if job.expires_at <= now]
-                for job in expired:
-                    await self._expire(conn, job)
+            if self._direct is not None:
+                async with write_turn(self.engine):
+                    cycle = await self._direct.cycle(self.name, records, returns, wanted)
+                slow = False
+            else:
+                cycle, slow = await self._transaction(records, returns, wanted)
         except BaseException:
             # nothing was written: these are recorded and returned by the next cycle
             self._done = done + self._done
             self._returns = returns + self._returns
             raise
+        kept, jobs = cycle.kept, cycle.jobs
+        for _ in cycle.expired:
+            self.metrics.deliveries.labels(outbox.EXPIRED).inc()
         if room > 0 and slow:
             await self._refresh_statistics()
         for (finished, result), was_kept in zip(done, kept, strict=True):
             self._observe(finished.job, result, Outcome(finished.state), was_kept)
         # a receiver's queue may pass its cap by one claim's worth: claims skip it from then on
-        skipped = {job.id for job in expired}
         for job in jobs:
-            if job.id not in skipped:
-                self._queues.setdefault(job.host, deque()).append(_Queued(job, mono))
-                self._queued += 1
+            self._queues.setdefault(job.host, deque()).append(_Queued(job, mono))
+            self._queued += 1
         self._pump()
-        return bool(done or returns or jobs)
+        return bool(done or returns or jobs or cycle.expired)
+
+    async def _transaction(
+        self,
+        finished: list[outbox.Finished],
+        returns: list[tuple[int, datetime]],
+        wanted: ClaimWanted | None,
+    ) -> tuple[CycleDone, bool]:
+        """The cycle's transaction through the engine (PostgreSQL, SQLite in memory); True
+        with it when the claim was slow."""
+        cycle = CycleDone()
+        slow = False
+        async with writing(self.engine) as conn:
+            cycle.kept = await outbox.finish_attempts(conn, self.name, finished)
+            for due in sorted({at for _, at in returns}):
+                ids = [job_id for job_id, at in returns if at == due]
+                await outbox.release(conn, ids, self.name, due)
+            if wanted is not None:
+                started = time.monotonic()
+                jobs = await outbox.claim(
+                    conn,
+                    now=wanted.now,
+                    owner=self.name,
+                    lease=wanted.lease,
+                    limit=wanted.limit,
+                    skip_hosts=wanted.skip_hosts,
+                )
+                slow = time.monotonic() - started > SLOW_CLAIM
+                # decide for every job before any await, then commit, and only then send: a
+                # request that finished before the lease was committed could not be recorded
+                # (its UPDATE would not see the lease yet)
+                cycle.expired = [job for job in jobs if job.expires_at <= wanted.now]
+                cycle.jobs = [job for job in jobs if job.expires_at > wanted.now]
+                for job in cycle.expired:
+                    await self._expire(conn, job)
+        return cycle, slow
 
     async def _refresh_statistics(self) -> None:
         """A claim was slow: the database's statistics may be stale (see outbox)."""
@@ -247,14 +278,8 @@ class Worker:
 
     async def _expire(self, conn: AsyncConnection, job: outbox.Job) -> None:
         await outbox.finish_attempt(
-            conn,
-            job,
-            None,
-            state=outbox.EXPIRED,
-            next_at=None,
-            reason="expired before it could be sent",
+            conn, job, None, state=outbox.EXPIRED, next_at=None, reason=EXPIRED_REASON
         )
-        self.metrics.deliveries.labels(outbox.EXPIRED).inc()
 
     # --- sending -----------------------------------------------------------------------------
 

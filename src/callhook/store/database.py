@@ -62,9 +62,15 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         async with engine.begin() as conn:
             yield conn
         return
+    async with write_turn(engine), engine.begin() as conn:
+        yield conn
+
+
+def write_turn(engine: AsyncEngine) -> asyncio.Lock:
+    """The lock the writers of ``engine``'s SQLite file take turns on in this process (also
+    for writers that go around the engine, straight through the driver)."""
     key = str(engine.url.database)
     lock = _WRITE_LOCKS.get(key)
     if lock is None:
         lock = _WRITE_LOCKS[key] = asyncio.Lock()
-    async with lock, engine.begin() as conn:
-        yield conn
+    return lock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -545,7 +545,7 @@ async def finish_attempt(
     return True
 
 
-_ATTEMPT_COLUMNS = (
+ATTEMPT_COLUMNS = (
     "delivery_id",
     "at",
     "host",
@@ -564,7 +564,7 @@ _FINISH = (
     "WHERE id = ?"
 )
 #: SQLite: many attempts in one statement, each only while its lease is still the worker's
-_FINISH_FROM_VALUES = (
+FINISH_FROM_VALUES = (
     "UPDATE deliveries SET state = v.column1, lease_until = NULL, lease_owner = NULL, "
     "last_error = v.column2, attempts = attempts + 1, last_status = v.column3, "
     "next_at = COALESCE(v.column4, next_at), finished = v.column5 "
@@ -574,16 +574,38 @@ _FINISH_FROM_VALUES = (
 )
 
 
-def _finish_rows(conn: AsyncConnection, finished: Sequence[Finished]) -> list[tuple[Any, ...]]:
+#: a timestamp as the driver takes it (``bulk.timestamp`` of a connection)
+Stamp = Callable[[datetime | None], Any]
+
+
+def finish_rows(stamp: Stamp, finished: Sequence[Finished]) -> list[tuple[Any, ...]]:
     """state, reason, status, next attempt, finished time, id: for _FINISH and its kin."""
     return [
         (
             f.state,
             f.reason,
             f.attempt.status,
-            bulk.timestamp(conn, f.next_at),
-            None if f.state == PENDING else bulk.timestamp(conn, f.attempt.at),
+            stamp(f.next_at),
+            None if f.state == PENDING else stamp(f.attempt.at),
             f.job.id,
+        )
+        for f in finished
+    ]
+
+
+def attempt_rows(stamp: Stamp, finished: Sequence[Finished]) -> list[tuple[Any, ...]]:
+    """The delivery_attempts rows of ``finished``, in ``ATTEMPT_COLUMNS`` order."""
+    return [
+        (
+            f.job.id,
+            stamp(f.attempt.at),
+            f.attempt.host,
+            f.attempt.status,
+            f.attempt.error_class,
+            f.attempt.error,
+            f.attempt.latency_ms,
+            f.attempt.snippet,
+            f.attempt.worker,
         )
         for f in finished
     ]
@@ -605,7 +627,7 @@ async def _leased_by(conn: AsyncConnection, finished: Sequence[Finished], owner:
 
 
 async def _recorded_by(conn: AsyncConnection, finished: Sequence[Finished], owner: str) -> set[int]:
-    """After ``_FINISH_FROM_VALUES``: the deliveries it changed (their state is the one recorded
+    """After ``FINISH_FROM_VALUES``: the deliveries it changed (their state is the one recorded
     and their attempts were counted by this update, which cleared the lease)."""
     wanted = {f.job.id: f for f in finished}
     kept: set[int] = set()
@@ -643,10 +665,14 @@ async def finish_attempts(
     """
     if not finished:
         return []
+
+    def stamp(value: datetime | None) -> Any:
+        return bulk.timestamp(conn, value)
+
     if conn.dialect.name == "sqlite":
         changed = 0
-        for chunk in bulk.chunked(_finish_rows(conn, finished), 6):
-            sql = _FINISH_FROM_VALUES.format(values=bulk.values(len(chunk), 6))
+        for chunk in bulk.chunked(finish_rows(stamp, finished), 6):
+            sql = FINISH_FROM_VALUES.format(values=bulk.values(len(chunk), 6))
             params = (*(v for row in chunk for v in row), owner)
             result = await conn.exec_driver_sql(sql, params)
             changed += result.rowcount
@@ -658,27 +684,10 @@ async def finish_attempts(
     else:
         kept = await _leased_by(conn, finished, owner)
         mine = [f for f in finished if f.job.id in kept]
-        await bulk.run_many(conn, _FINISH, _finish_rows(conn, mine))
+        await bulk.run_many(conn, _FINISH, finish_rows(stamp, mine))
     if mine:
-        await bulk.insert_rows(
-            conn,
-            delivery_attempts,
-            _ATTEMPT_COLUMNS,
-            [
-                (
-                    f.job.id,
-                    bulk.timestamp(conn, f.attempt.at),
-                    f.attempt.host,
-                    f.attempt.status,
-                    f.attempt.error_class,
-                    f.attempt.error,
-                    f.attempt.latency_ms,
-                    f.attempt.snippet,
-                    f.attempt.worker,
-                )
-                for f in mine
-            ],
-        )
+        rows = attempt_rows(stamp, mine)
+        await bulk.insert_rows(conn, delivery_attempts, ATTEMPT_COLUMNS, rows)
     return [f.job.id in kept for f in finished]
 
 

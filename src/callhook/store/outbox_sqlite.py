@@ -1,0 +1,231 @@
+"""The worker's cycle on SQLite, straight through sqlite3 on a thread of its own.
+
+A cycle (record the finished attempts, give leases back, claim, expire what is too late) is one
+transaction. Through SQLAlchemy and aiosqlite each of its statements was several hops between
+the event loop and aiosqlite's thread, and with the loop busy sending each hop waited for it: a
+cycle took 30-100 ms of which SQLite's work was a few. Here the whole transaction is one
+function run on one thread with its own connection: one hop per cycle. The statements are the
+same as ``outbox``'s (same locks, same lease checks); the results are ``outbox``'s types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from callhook.store import bulk, outbox
+
+#: outbox._claim_statement as SQLite runs it (``{skip}``: the hosts left out, if any)
+_CLAIM = (
+    "UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE deliveries.id IN ("
+    "SELECT cand.id FROM deliveries AS cand "
+    "WHERE cand.state = 'pending' AND cand.next_at <= ? "
+    "AND (cand.lease_until IS NULL OR cand.lease_until < ?) "
+    "AND NOT (EXISTS (SELECT 1 FROM deliveries AS earlier "
+    "WHERE earlier.order_key = cand.order_key AND earlier.id < cand.id "
+    "AND coalesce(earlier.state, '') = 'pending')){skip} "
+    "ORDER BY cand.next_at, cand.id LIMIT ?) "
+    "RETURNING id, webhook_id, call_id, seq, event_type, extension, app_id, method, url, host, "
+    "payload, attempts, expires_at"
+)
+
+_RELEASE = (
+    "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL, next_at = ? "
+    "WHERE id IN ({marks}) AND lease_owner = ?"
+)
+
+_EXPIRE = (
+    "UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, "
+    "finished = ? WHERE id = ? AND state = 'pending'"
+)
+
+_RECORDED = "SELECT id, attempts, lease_owner FROM deliveries WHERE id IN ({marks})"
+
+EXPIRED_REASON = "expired before it could be sent"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWanted:
+    now: datetime
+    lease: timedelta
+    limit: int
+    skip_hosts: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class CycleDone:
+    #: per finished attempt: False if its lease was lost meanwhile (nothing of it written)
+    kept: list[bool] = field(default_factory=list)
+    #: claimed and still to be sent, by id
+    jobs: list[outbox.Job] = field(default_factory=list)
+    #: claimed too late: recorded as expired in the same transaction
+    expired: list[outbox.Job] = field(default_factory=list)
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return None if value is None else bulk.sqlite_datetime(value)
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class SqliteCycles:
+    """Runs cycles for one worker on one SQLite file (``close`` when the worker stops)."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._pool: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def cycle(
+        self,
+        owner: str,
+        finished: Sequence[outbox.Finished],
+        returns: Sequence[tuple[int, datetime]],
+        claim: ClaimWanted | None,
+    ) -> CycleDone:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="callhook-outbox")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._transaction, owner, finished, returns, claim
+        )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(pool, self._disconnect)
+        pool.shutdown(wait=False)
+
+    # --- on the thread -----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            for pragma in (
+                "journal_mode=WAL",
+                "foreign_keys=ON",
+                "busy_timeout=10000",
+                f"synchronous={self.synchronous}",
+            ):
+                conn.execute(f"PRAGMA {pragma}")
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _transaction(
+        self,
+        owner: str,
+        finished: Sequence[outbox.Finished],
+        returns: Sequence[tuple[int, datetime]],
+        claim: ClaimWanted | None,
+    ) -> CycleDone:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = CycleDone(kept=_record(conn, owner, finished))
+            for due in sorted({at for _, at in returns}):
+                _release(conn, [job_id for job_id, at in returns if at == due], owner, due)
+            if claim is not None:
+                jobs = _claim(conn, owner, claim)
+                done.expired = [job for job in jobs if job.expires_at <= claim.now]
+                _expire(conn, done.expired, claim.now)
+                done.jobs = [job for job in jobs if job.expires_at > claim.now]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return done
+
+
+def _record(
+    conn: sqlite3.Connection, owner: str, finished: Sequence[outbox.Finished]
+) -> list[bool]:
+    """outbox.finish_attempts on SQLite: the updates check the leases themselves."""
+    if not finished:
+        return []
+    changed = 0
+    for chunk in bulk.chunked(outbox.finish_rows(_stamp, finished), 6):
+        sql = outbox.FINISH_FROM_VALUES.format(values=bulk.values(len(chunk), 6))
+        changed += conn.execute(sql, (*(v for row in chunk for v in row), owner)).rowcount
+    if changed == len(finished):
+        kept = {f.job.id for f in finished}
+    else:
+        kept = _recorded_by(conn, finished)
+    mine = [f for f in finished if f.job.id in kept]
+    columns = ", ".join(outbox.ATTEMPT_COLUMNS)
+    width = len(outbox.ATTEMPT_COLUMNS)
+    for rows in bulk.chunked(outbox.attempt_rows(_stamp, mine), width):
+        sql = f"INSERT INTO delivery_attempts ({columns}) VALUES {bulk.values(len(rows), width)}"  # noqa: S608
+        conn.execute(sql, tuple(v for row in rows for v in row))
+    return [f.job.id in kept for f in finished]
+
+
+def _recorded_by(conn: sqlite3.Connection, finished: Sequence[outbox.Finished]) -> set[int]:
+    """The deliveries the update changed: lease cleared and attempts counted by it."""
+    wanted = {f.job.id: f for f in finished}
+    kept: set[int] = set()
+    ids = list(wanted)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = _RECORDED.format(marks=", ".join("?" for _ in chunk))
+        for job_id, attempts, lease_owner in conn.execute(sql, chunk):
+            if lease_owner is None and attempts == wanted[job_id].job.attempts + 1:
+                kept.add(job_id)
+    return kept
+
+
+def _release(conn: sqlite3.Connection, ids: Sequence[int], owner: str, due: datetime) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = _RELEASE.format(marks=", ".join("?" for _ in chunk))
+        conn.execute(sql, (_stamp(due), *chunk, owner))
+
+
+def _claim(conn: sqlite3.Connection, owner: str, wanted: ClaimWanted) -> list[outbox.Job]:
+    now = _stamp(wanted.now)
+    skip = ""
+    if wanted.skip_hosts:
+        skip = f" AND cand.host NOT IN ({', '.join('?' for _ in wanted.skip_hosts)})"
+    params: list[Any] = [_stamp(wanted.now + wanted.lease), owner, now, now]
+    params += [*wanted.skip_hosts, wanted.limit]
+    rows = conn.execute(_CLAIM.format(skip=skip), params).fetchall()
+    return sorted((_job(row) for row in rows), key=lambda job: job.id)
+
+
+def _job(row: tuple[Any, ...]) -> outbox.Job:
+    id_, webhook_id, call_id, seq, event_type, extension, app_id, method, url, host = row[:10]
+    payload, attempts, expires_at = row[10:]
+    return outbox.Job(
+        id_,
+        webhook_id,
+        call_id,
+        seq,
+        event_type,
+        extension,
+        app_id,
+        method,
+        url,
+        host,
+        payload,
+        attempts,
+        _parse(expires_at),
+    )
+
+
+def _expire(conn: sqlite3.Connection, jobs: Sequence[outbox.Job], now: datetime) -> None:
+    for job in jobs:
+        conn.execute(_EXPIRE, (outbox.EXPIRED, EXPIRED_REASON, _stamp(now), job.id))
