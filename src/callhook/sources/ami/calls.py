@@ -9,20 +9,13 @@ Linkedid; the callhook call id is the Linkedid. A call ends (``call.ended``) whe
 channel of its Linkedid hangs up: legs are counted from the first event that names them
 (``Newchannel``, or any other channel event) to their ``Hangup``.
 
-**Who is who.** An extension is only ever taken from a channel's endpoint (``PJSIP/210-...``,
-``SIP/210-...``: see ``channels.py``), never from CallerIDNum, which the dialplan rewrites.
+**Who is who** (the caller, the callee, a trunk's DID): see ``parties.py``; extensions come
+only from channel endpoints, never from CallerIDNum.
 
-- The caller is the channel that began the Linkedid (Uniqueid == Linkedid): an extension, or
-  a trunk whose CallerIDNum is the external number and whose Exten (on ``Newchannel``) is the
-  DID (``did``; ``dialled`` is that first Exten for every caller).
-- A call starts at its first ``DialBegin`` to a real endpoint, or at ``QueueCallerJoin``. A
-  ``DialBegin`` to a trunk makes the callee that external number (from DialString, else
-  DestExten). To an extension, the callee is that extension, unless the caller dialled another
-  extension number of the same length first (a ring group ``600`` that rings ``210`` and
-  ``211``: the number dialled, the Exten where the Dial ran, is the callee and the phones get
-  ``leg.ringing``). "Same length" keeps IVR digits (``2``) and DIDs out under a loose
-  ``--extensions`` pattern. ``QueueCallerJoin`` makes the queue the callee: an extension when
-  its name matches the numbering (FreePBX names queues by number), else its name as a number.
+- A call starts at its first ``DialBegin`` to a real endpoint (the callee: the extension or
+  external number dialled, or a ring group's number), or at ``QueueCallerJoin``, which makes
+  the queue the callee: an extension when its name matches the numbering (FreePBX names
+  queues by number), else its name as a number.
 - Every further ``DialBegin`` (or ``AgentCalled``) to an extension is a ``leg.ringing``;
   ``DialEnd`` with DialStatus ANSWER (or ``AgentConnect``) from a real endpoint answers the
   call: by that extension, or with no extension for a trunk (an outgoing call picked up).
@@ -60,14 +53,7 @@ transferred as the caller.
   had answered the consultation call. A transfer to an application (voicemail, parking) only
   ends the two calls.
 
-**Reconnects** (``reconcile``, given the ``CoreShowChannel`` list): legs the PBX no longer has
-are forgotten; calls followed before the drop whose channels are all gone are ended by the
-tracker (``reconstructed``). A followed call whose callee's channel is now up and bridged was
-answered meanwhile and gets its ``call.answered`` now. A call the PBX has that callhook did not
-follow (it began while the link was down, or before callhook started) is started from the
-channel list, back-dated by its channels' Duration, with no DID (what was dialled is not in the
-list): its event ids are derived from the Linkedid, so a call already stored before a restart
-is a duplicate that ingest ignores, and it then gets its Hangup like any other.
+**Reconnects** (``reconcile``, given the ``CoreShowChannel`` list): see ``reconcile.py``.
 
 **Not covered**: Asterisk 11 and older (``Dial``/``Bridge`` events, no Linkedid); a dial that
 Asterisk refuses before creating the callee's channel (PJSIP endpoint without a contact) has no
@@ -79,12 +65,12 @@ ends for the extension that parked it (a blind transfer) and its retrieval dials
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from callhook.domain.calls import CallEvent, Party
+from callhook.sources.ami import parties
 from callhook.sources.ami.channels import (
     Snapshot,
-    channel_age,
     dialled_number,
     event_time,
     number_like,
@@ -92,6 +78,7 @@ from callhook.sources.ami.channels import (
 )
 from callhook.sources.ami.legs import FAILURES, GONE_LIMIT, Leg, Segment, Tree
 from callhook.sources.ami.protocol import AmiMessage
+from callhook.sources.ami.reconcile import reconcile as reconcile_channels
 from callhook.sources.tracking import CallTracker, Numbering
 
 Handler = Callable[["AmiCalls", AmiMessage, "Leg | None", "Leg | None", datetime], list[CallEvent]]
@@ -225,7 +212,10 @@ class AmiCalls:
             msg.get("DestExten")
         )
         if not seg.started:
-            out += self._start(tree, seg, src, time, self._callee(seg, tree, src, dst))
+            caller = self._caller(tree, seg, src)
+            out += self._start(
+                tree, seg, src, time, parties.callee(self.numbering, tree, seg, caller, dst)
+            )
         ext = self.numbering.extension(dst.endpoint)
         if ext and seg.started:
             out += self.tracker.ring(seg.call_id, time, ext)
@@ -304,46 +294,18 @@ class AmiCalls:
     def _start(
         self, tree: Tree, seg: Segment, src: Leg, time: datetime, callee: Party
     ) -> list[CallEvent]:
-        caller = self._legs.get(seg.caller or "") or self._legs.get(tree.linkedid) or src
+        caller = self._caller(tree, seg, src)
         seg.caller = caller.uniqueid
         seg.started = True
-        did = self._did(caller)
+        did = parties.did(self.numbering, caller)
         first = seg.call_id == tree.linkedid
         dialled = seg.dialled or (number_like(caller.first_exten) if first else None)
-        party = self._party(caller)
+        party = parties.party(self.numbering, caller)
         return self.tracker.start(seg.call_id, time, party, callee, did=did, dialled=dialled)
 
-    def _callee(self, seg: Segment, tree: Tree, src: Leg, dst: Leg) -> Party:
-        """Who the call is for when it starts with a dial to ``dst`` (see the module doc)."""
-        ext = self.numbering.extension(dst.endpoint)
-        endpoint = dst.endpoint or ""
-        if ext is None:
-            return self._party(dst)  # a trunk: the external number dialled
-        caller = self._legs.get(seg.caller or "") or self._legs.get(tree.linkedid) or src
-        did = self._did(caller)
-        candidates = [*seg.dial_extens, seg.dialled]
-        if seg.call_id == tree.linkedid:
-            candidates.append(caller.first_exten)
-        for candidate in candidates:
-            number = number_like(candidate)
-            if number is None or number == did or len(number) != len(endpoint):
-                continue
-            if self.numbering.extension(number):
-                return self.numbering.party(number)
-        return self._party(dst)
-
-    def _did(self, leg: Leg) -> str | None:
-        """A trunk's incoming channel: its first Exten is the DID it was called on."""
-        if leg.outgoing or leg.endpoint is None or self.numbering.extension(leg.endpoint):
-            return None
-        return number_like(leg.first_exten)
-
-    def _party(self, leg: Leg) -> Party:
-        if leg.outgoing:
-            # a dialled channel's caller id is not its own: the extension, or the number dialled
-            ext = self.numbering.extension(leg.endpoint)
-            return self.numbering.party(leg.endpoint, None if ext else leg.dialled)
-        return self.numbering.party(leg.endpoint, leg.number, leg.name)
+    def _caller(self, tree: Tree, seg: Segment, src: Leg) -> Leg:
+        """The segment's caller, else the channel that began the Linkedid, else ``src``."""
+        return self._legs.get(seg.caller or "") or self._legs.get(tree.linkedid) or src
 
     # --- transfers --------------------------------------------------------------------------
 
@@ -397,7 +359,7 @@ class AmiCalls:
                 out += self._move(leg, host.linkedid, time)
         seg = host.segment
         seg.caller = transferee.uniqueid
-        out += self._start(host, seg, transferee, time, self._party(target))
+        out += self._start(host, seg, transferee, time, parties.party(self.numbering, target))
         if answered:
             out += self._answer(host, target, time)
         return out
@@ -418,97 +380,12 @@ class AmiCalls:
     # --- reconnects -------------------------------------------------------------------------
 
     def reconcile(self, channels: Sequence[Mapping[str, str]], now: datetime) -> list[CallEvent]:
-        """After a (re)connect, given the ``CoreShowChannel`` list (see the module doc)."""
-        shown: dict[str, tuple[Snapshot, AmiMessage]] = {}
-        for channel in channels:
-            msg = AmiMessage.of(channel)
-            snap = Snapshot.read(msg)
-            if snap is not None:
-                shown[snap.uniqueid] = (snap, msg)
-        for uniqueid in [u for u in self._legs if u not in shown]:
-            del self._legs[uniqueid]
-        for tree in self._trees.values():
-            tree.live.clear()
-        for snap, _msg in shown.values():
-            leg = self._legs.get(snap.uniqueid)
-            linkedid = snap.linkedid or (leg.linkedid if leg else snap.uniqueid)
-            if leg is None:
-                # seen first in the list: what it dialled is unknown (no first Exten)
-                leg = Leg.of(snap, linkedid, first_exten=None)
-                self._legs[snap.uniqueid] = leg
-            leg.channel, leg.linkedid = snap.channel, linkedid
-            leg.exten = snap.exten or leg.exten
-            self._tree(linkedid).live.add(snap.uniqueid)
-        for linkedid in [k for k, tree in self._trees.items() if not tree.live]:
-            del self._trees[linkedid]
-        live = {
-            tree.segment.call_id
-            for tree in self._trees.values()
-            if tree.segment.started and not tree.segment.ended
-        }
-        out = self.tracker.reconcile(live, now)
-        states = {uniqueid: msg for uniqueid, (_snap, msg) in shown.items()}
-        for tree in list(self._trees.values()):
-            out += self._catch_up(tree, states, now)
-        return out
-
-    def _catch_up(
-        self, tree: Tree, states: Mapping[str, AmiMessage], now: datetime
-    ) -> list[CallEvent]:
-        """Start a call the PBX has and callhook does not follow; answer one answered meanwhile."""
-        seg = tree.segment
-        if seg.ended:
-            return []
-        legs = [self._legs[u] for u in sorted(tree.live, key=uniqueid_order)]
-        out: list[CallEvent] = []
-        if not seg.started:
-            origin = self._legs.get(tree.linkedid) or legs[0]
-            others = [leg for leg in legs if leg.endpoint is not None and leg is not origin]
-            callee = self._callee_from_list(origin, others, states)
-            if callee is None:
-                return []  # not dialling anyone yet: its next DialBegin starts it
-            for leg in others:
-                leg.outgoing = True
-            age = max(channel_age(states[leg.uniqueid]) or timedelta() for leg in legs)
-            seg.caller, seg.started = origin.uniqueid, True
-            out += self.tracker.start(seg.call_id, now - age, self._party(origin), callee)
-            for leg in others:
-                ext = self.numbering.extension(leg.endpoint)
-                if ext:
-                    out += self.tracker.ring(seg.call_id, now, ext)
-        if not seg.answered:
-            for leg in legs:
-                if leg.endpoint is not None and _bridged_up(states[leg.uniqueid]):
-                    out += self._answer(tree, leg, now)
-                    if seg.answered:
-                        break
-        return out
-
-    def _callee_from_list(
-        self, origin: Leg, others: list[Leg], states: Mapping[str, AmiMessage]
-    ) -> Party | None:
-        state = states[origin.uniqueid]
-        if (state.get("Application") or "").lower() == "queue":
-            queue = (state.get("ApplicationData") or "").split(",", 1)[0].strip()
-            if queue:
-                return self.numbering.party(queue)
-        if not others:
-            return None
-        pick = next((leg for leg in others if _bridged_up(states[leg.uniqueid])), None)
-        pick = pick or next((g for g in others if self.numbering.extension(g.endpoint)), others[0])
-        if self.numbering.extension(pick.endpoint):
-            return self.numbering.party(pick.endpoint)
-        # a trunk: the caller's connected line is the number it reached
-        return self.numbering.party(pick.endpoint, number_like(state.get("ConnectedLineNum")))
+        """After a (re)connect, given the ``CoreShowChannel`` list (see ``reconcile.py``)."""
+        return reconcile_channels(self, channels, now)
 
 
 def _failed(seg: Segment) -> bool:
     return bool(seg.outcome or seg.local_outcome)
-
-
-def _bridged_up(state: AmiMessage) -> bool:
-    up = state.get("ChannelState") == "6" or (state.get("ChannelStateDesc") or "").lower() == "up"
-    return up and bool(state.get("BridgeId"))
 
 
 _HANDLERS: dict[str, Handler] = {

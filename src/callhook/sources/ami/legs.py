@@ -1,5 +1,6 @@
 """What the AMI mapper keeps between events: channels (legs), the Linkedid trees they form, and
-the callhook calls (segments) of each tree. Plain data: the decisions are in ``calls.py``.
+the callhook calls (segments) of each tree. Plain data: the decisions are in ``calls.py``,
+``parties.py`` and ``reconcile.py``.
 
 A tree is everything with one Linkedid. Its first segment is the callhook call with the
 Linkedid as id; a transfer closes it and opens the next, ``<Linkedid>/t1``, ``/t2``..., in the
