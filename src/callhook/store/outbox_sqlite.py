@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ _EXPIRE = (
 _RECORDED = "SELECT id, attempts, lease_owner FROM deliveries WHERE id IN ({marks})"
 
 EXPIRED_REASON = "expired before it could be sent"
+#: seconds to wait for the write lock at most, and between two tries
+BUSY_TIMEOUT = 10.0
+BUSY_STEP = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,8 @@ class SqliteCycles:
             for pragma in (
                 "journal_mode=WAL",
                 "foreign_keys=ON",
-                "busy_timeout=10000",
+                # a busy database is waited for in _begin
+                "busy_timeout=0",
                 f"synchronous={self.synchronous}",
             ):
                 conn.execute(f"PRAGMA {pragma}")
@@ -133,7 +138,7 @@ class SqliteCycles:
         claim: ClaimWanted | None,
     ) -> CycleDone:
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn)
         try:
             done = CycleDone(kept=_record(conn, owner, finished))
             for due in sorted({at for _, at in returns}):
@@ -149,6 +154,25 @@ class SqliteCycles:
                 conn.execute("ROLLBACK")
             raise
         return done
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting for another process's write (ingest's commit) in short steps.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: a commit of
+    ingest that holds the lock 10 ms made a cycle wait 18 ms, and p99 of the waits was 34 ms.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(BUSY_STEP)
 
 
 def _record(
