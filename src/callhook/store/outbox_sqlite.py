@@ -11,6 +11,7 @@ same as ``outbox``'s (same locks, same lease checks); the results are ``outbox``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -98,9 +99,24 @@ class SqliteCycles:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="callhook-outbox")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        future = loop.run_in_executor(
             self._pool, self._transaction, owner, finished, returns, claim
         )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # the transaction goes on in its thread and may commit: the caller gets its
+            # outcome (what it wrote must not be written again), and the cancellation comes
+            # back at the caller's next await
+            task = asyncio.current_task()
+            try:
+                while not future.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(future)
+                return future.result()
+            finally:
+                if task is not None:
+                    task.cancel()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
