@@ -122,10 +122,23 @@ async def _follow(components: Components, spec: SourceSpec, as_json: bool) -> No
         await runner.run(stop)
     finally:
         with contextlib.suppress(Exception):
+            await components.ingest.close()
             await components.engine.dispose()
 
 
-def _run(ctx: click.Context, spec: SourceSpec, as_json: bool) -> None:
+def _run(ctx: click.Context, kind: str, given: dict[str, Any], **specific: str) -> None:
+    """Follow the PBX the options describe until stopped."""
+    spec = make_spec(
+        kind,
+        given["host"],
+        given["port"],
+        name=given["name"],
+        org=given["org"],
+        extension_pattern=given["extension_pattern"],
+        max_call_age=given["max_call_age"],
+        **specific,
+    )
+    as_json = given["as_json"]
     settings = context.settings(ctx)
     logs.configure(settings.log_level)
     asyncio.run(_follow(context.open_components(settings), spec, as_json))
@@ -152,18 +165,7 @@ def ami(ctx: click.Context, /, **given: Any) -> None:
     following across reconnects: calls that ended while the link was down get a hangup
     marked reconstructed. Runs until Ctrl-C or SIGTERM. See docs/howto/asterisk.md.
     """
-    spec = make_spec(
-        "ami",
-        given["host"],
-        given["port"],
-        username=given["username"],
-        secret=given["secret"],
-        name=given["name"],
-        org=given["org"],
-        extension_pattern=given["extension_pattern"],
-        max_call_age=given["max_call_age"],
-    )
-    _run(ctx, spec, given["as_json"])
+    _run(ctx, "ami", given, username=given["username"], secret=given["secret"])
 
 
 @source.command("esl")
@@ -192,18 +194,7 @@ def esl(ctx: click.Context, /, **given: Any) -> None:
     reconnects: calls that ended while the link was down get a hangup marked reconstructed.
     Runs until Ctrl-C or SIGTERM. See docs/howto/freeswitch.md.
     """
-    spec = make_spec(
-        "esl",
-        given["host"],
-        given["port"],
-        secret=given["password"],
-        name=given["name"],
-        org=given["org"],
-        extension_pattern=given["extension_pattern"],
-        max_call_age=given["max_call_age"],
-        event_format=given["event_format"],
-    )
-    _run(ctx, spec, given["as_json"])
+    _run(ctx, "esl", given, secret=given["password"], event_format=given["event_format"])
 
 
 def _ago(text: str | None) -> str:
