@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from callhook.domain.calls import CallEvent, CallState, Fired, Trigger, apply
 from callhook.domain.payloads import encode_params
 from callhook.domain.retry import RetryPolicy, lifetime
 from callhook.errors import SourceUnauthenticated
-from callhook.store import outbox, sources
-from callhook.store.database import writing
+from callhook.store import ingest_sqlite, outbox, sources
+from callhook.store.database import write_turn, writing
 from callhook.store.group_commit import GroupCommit
 from callhook.store.sources import Source
+from callhook.store.sqlite_thread import SqliteThread
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,17 @@ class Ingest:
         self.clock = clock
         self.wake = wake
         self._group: GroupCommit[_Pending, Result] = GroupCommit(self._commit)
+        #: on a SQLite file, the write transaction goes straight through sqlite3, committed
+        #: FULL like the engine's (ingest_sqlite)
+        self._direct: SqliteThread | None = None
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._direct = SqliteThread(database, synchronous="FULL", name="callhook-ingest")
+
+    async def close(self) -> None:
+        """Close the SQLite connection of the write transactions, if any."""
+        if self._direct is not None:
+            await self._direct.close()
 
     async def authenticate(self, token: str | None) -> Source:
         if not token:
@@ -149,11 +162,14 @@ class Ingest:
                     calls.update(((source_id, cid), row) for cid, row in found.items())
                 plan = await self._plan(conn, group, calls, now)
             changed = [row for row in calls.values() if row.id]  # the new ones are inserted
-            async with writing(self.engine) as conn:
-                for source_id in sorted(by_source):
-                    new = {c: r for (s, c), r in calls.items() if s == source_id and not r.id}
-                    await outbox.insert_calls(conn, source_id, new, now)
-                await self._write(conn, plan, changed, now)
+            if self._direct is not None:
+                await self._write_direct(self._direct, by_source, calls, plan, changed, now)
+            else:
+                async with writing(self.engine) as conn:
+                    for source_id in sorted(by_source):
+                        new = {c: r for (s, c), r in calls.items() if s == source_id and not r.id}
+                        await outbox.insert_calls(conn, source_id, new, now)
+                    await self._write(conn, plan, changed, now)
         else:
             async with writing(self.engine) as conn:
                 for source_id, call_ids in sorted(by_source.items()):
@@ -164,6 +180,29 @@ class Ingest:
         if plan.deliveries:
             self.wake()
         return plan.results
+
+    async def _write_direct(
+        self,
+        direct: SqliteThread,
+        by_source: dict[int, set[str]],
+        calls: dict[tuple[int, str], outbox.CallRow],
+        plan: _Plan,
+        changed: list[outbox.CallRow],
+        now: datetime,
+    ) -> None:
+        """The write transaction in one hop to its thread (SQLite file). Cancelled meanwhile,
+        it still waits for the outcome: a group that committed is answered (its callers'
+        events must not be written again as new)."""
+        new_calls = [
+            (source_id, {c: r for (s, c), r in calls.items() if s == source_id and not r.id})
+            for source_id in sorted(by_source)
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            ingest_sqlite.write(conn, new_calls, plan.events, plan.deliveries, changed, now)
+
+        async with write_turn(self.engine):
+            await direct.transaction(work)
 
     async def _plan(
         self,

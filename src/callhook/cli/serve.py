@@ -313,6 +313,7 @@ async def _serve(
             if children is not None:
                 await children.stop()
     finally:
+        await components.ingest.close()
         await components.engine.dispose()
 
 

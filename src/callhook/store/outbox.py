@@ -39,6 +39,9 @@ from callhook.store.tables import phone_call_events as pce
 
 PENDING, DELIVERED, FAILED, EXPIRED = "pending", "delivered", "failed", "expired"
 
+#: a timestamp as the driver takes it (``bulk.timestamp`` of a connection)
+Stamp = Callable[[datetime | None], Any]
+
 
 def insert_ignore(conn: AsyncConnection, table: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on either engine."""
@@ -115,22 +118,33 @@ async def find_calls(
     return found
 
 
+CALL_COLUMNS = ("source_id", "call_id", "state", "seq", "created", "updated")
+
+
+def call_rows(source_id: int, new: dict[str, CallRow], stamp: Any) -> list[tuple[Any, ...]]:
+    """The rows of new calls, in ``CALL_COLUMNS`` order (``stamp``: now, as the driver takes it)."""
+    return [
+        (source_id, call_id, json.dumps(row.state.to_json()), row.seq, stamp, stamp)
+        for call_id, row in new.items()
+    ]
+
+
+def saved_call_rows(rows: Sequence[CallRow], stamp: Any) -> list[tuple[Any, ...]]:
+    """state, seq, updated, id: for ``SAVE_CALL``."""
+    return [(json.dumps(c.state.to_json()), c.seq, stamp, c.id) for c in rows]
+
+
+SAVE_CALL = "UPDATE calls SET state = ?, seq = ?, updated = ? WHERE id = ?"
+
+
 async def insert_calls(
     conn: AsyncConnection, source_id: int, new: dict[str, CallRow], now: datetime
 ) -> None:
     """Insert new calls (``id`` 0) and set their ids; the caller is the only writer of calls."""
     if not new:
         return
-    stamp = bulk.timestamp(conn, now)
-    await bulk.insert_rows(
-        conn,
-        calls,
-        ("source_id", "call_id", "state", "seq", "created", "updated"),
-        [
-            (source_id, call_id, json.dumps(row.state.to_json()), row.seq, stamp, stamp)
-            for call_id, row in new.items()
-        ],
-    )
+    rows = call_rows(source_id, new, bulk.timestamp(conn, now))
+    await bulk.insert_rows(conn, calls, CALL_COLUMNS, rows)
     for chunk in _chunks(sorted(new)):
         query = select(calls.c.id, calls.c.call_id).where(
             calls.c.source_id == source_id, calls.c.call_id.in_(chunk)
@@ -142,12 +156,7 @@ async def insert_calls(
 async def save_calls(conn: AsyncConnection, rows: Sequence[CallRow], now: datetime) -> None:
     if not rows:
         return
-    stamp = bulk.timestamp(conn, now)
-    await bulk.run_many(
-        conn,
-        "UPDATE calls SET state = ?, seq = ?, updated = ? WHERE id = ?",
-        [(json.dumps(c.state.to_json()), c.seq, stamp, c.id) for c in rows],
-    )
+    await bulk.run_many(conn, SAVE_CALL, saved_call_rows(rows, bulk.timestamp(conn, now)))
 
 
 async def known_events(conn: AsyncConnection, source_id: int, event_ids: Sequence[str]) -> set[str]:
@@ -169,31 +178,35 @@ class NewEvent:
     note: str | None
 
 
-_EVENT_COLUMNS = ("source_id", "event_id", "call_ref", "kind", "time", "body", "note", "received")
+EVENT_COLUMNS = ("source_id", "event_id", "call_ref", "kind", "time", "body", "note", "received")
+
+
+def event_rows(stamp: Stamp, rows: Sequence[NewEvent], now: datetime) -> list[tuple[Any, ...]]:
+    """The call_events rows of ``rows``, in ``EVENT_COLUMNS`` order (their calls' ids known)."""
+    received = stamp(now)
+    return [
+        (
+            r.source_id,
+            r.event.event_id,
+            r.call.id,
+            r.event.kind.value,
+            stamp(r.event.time),
+            json.dumps(r.event.to_json()),
+            r.note,
+            received,
+        )
+        for r in rows
+    ]
 
 
 async def insert_events(conn: AsyncConnection, rows: Sequence[NewEvent], now: datetime) -> None:
     """Store call events (their ids were checked with ``known_events`` under the calls' locks;
     a concurrent insert of the same id fails the transaction instead of being lost)."""
-    received = bulk.timestamp(conn, now)
-    await bulk.insert_rows(
-        conn,
-        call_events,
-        _EVENT_COLUMNS,
-        [
-            (
-                r.source_id,
-                r.event.event_id,
-                r.call.id,
-                r.event.kind.value,
-                bulk.timestamp(conn, r.event.time),
-                json.dumps(r.event.to_json()),
-                r.note,
-                received,
-            )
-            for r in rows
-        ],
-    )
+
+    def stamp(value: datetime | None) -> Any:
+        return bulk.timestamp(conn, value)
+
+    await bulk.insert_rows(conn, call_events, EVENT_COLUMNS, event_rows(stamp, rows, now))
 
 
 # --- matching rules ----------------------------------------------------------------------------
@@ -280,7 +293,7 @@ def order_key(url: str, call_ref: int) -> str:
     return hashlib.sha256(f"{call_ref}\n{url.split('#', 1)[0]}".encode()).hexdigest()
 
 
-_DELIVERY_COLUMNS = (
+DELIVERY_COLUMNS = (
     "webhook_id",
     "call_ref",
     "call_id",
@@ -304,11 +317,12 @@ _DELIVERY_COLUMNS = (
 )
 
 
-async def insert_deliveries(
-    conn: AsyncConnection, rows: Sequence[NewDelivery], now: datetime
-) -> None:
-    """Insert new deliveries, pending and due now, in the order given (their ids keep it)."""
-    created = bulk.timestamp(conn, now)
+def delivery_rows(
+    stamp: Stamp, rows: Sequence[NewDelivery], now: datetime
+) -> list[tuple[Any, ...]]:
+    """The rows of new deliveries, pending and due now, in ``DELIVERY_COLUMNS`` order (their
+    calls' ids known)."""
+    created = stamp(now)
     keys: dict[tuple[str, int], str] = {}
 
     def key_of(d: NewDelivery) -> str:  # a call's deliveries mostly share their URL
@@ -317,36 +331,42 @@ async def insert_deliveries(
             key = keys[(d.url, d.call.id)] = order_key(d.url, d.call.id)
         return key
 
-    await bulk.insert_rows(
-        conn,
-        deliveries,
-        _DELIVERY_COLUMNS,
-        [
-            (
-                d.webhook_id,
-                d.call.id,
-                d.call_id,
-                d.seq,
-                d.event_type,
-                d.extension,
-                d.owner_path,
-                d.rule_id,
-                d.app_id,
-                d.method,
-                d.url,
-                d.host,
-                key_of(d),
-                d.payload,
-                PENDING,
-                0,
-                created,
-                bulk.timestamp(conn, d.expires_at),
-                created,
-                d.note,
-            )
-            for d in rows
-        ],
-    )
+    return [
+        (
+            d.webhook_id,
+            d.call.id,
+            d.call_id,
+            d.seq,
+            d.event_type,
+            d.extension,
+            d.owner_path,
+            d.rule_id,
+            d.app_id,
+            d.method,
+            d.url,
+            d.host,
+            key_of(d),
+            d.payload,
+            PENDING,
+            0,
+            created,
+            stamp(d.expires_at),
+            created,
+            d.note,
+        )
+        for d in rows
+    ]
+
+
+async def insert_deliveries(
+    conn: AsyncConnection, rows: Sequence[NewDelivery], now: datetime
+) -> None:
+    """Insert new deliveries, pending and due now, in the order given (their ids keep it)."""
+
+    def stamp(value: datetime | None) -> Any:
+        return bulk.timestamp(conn, value)
+
+    await bulk.insert_rows(conn, deliveries, DELIVERY_COLUMNS, delivery_rows(stamp, rows, now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,10 +592,6 @@ FINISH_FROM_VALUES = (
     "WHERE deliveries.id = v.column6 AND deliveries.state = 'pending' "
     "AND deliveries.lease_owner = ?"
 )
-
-
-#: a timestamp as the driver takes it (``bulk.timestamp`` of a connection)
-Stamp = Callable[[datetime | None], Any]
 
 
 def finish_rows(stamp: Stamp, finished: Sequence[Finished]) -> list[tuple[Any, ...]]:

@@ -4,23 +4,21 @@ A cycle (record the finished attempts, give leases back, claim, expire what is t
 transaction. Through SQLAlchemy and aiosqlite each of its statements was several hops between
 the event loop and aiosqlite's thread, and with the loop busy sending each hop waited for it: a
 cycle took 30-100 ms of which SQLite's work was a few. Here the whole transaction is one
-function run on one thread with its own connection: one hop per cycle. The statements are the
-same as ``outbox``'s (same locks, same lease checks); the results are ``outbox``'s types.
+function run on one thread with its own connection (``sqlite_thread``): one hop per cycle. The
+statements are the same as ``outbox``'s (same locks, same lease checks); the results are
+``outbox``'s types.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callhook.store import bulk, outbox
+from callhook.store.sqlite_thread import SqliteThread
 
 #: outbox._claim_statement as SQLite runs it (``{skip}``: the hosts left out, if any)
 _CLAIM = (
@@ -49,9 +47,6 @@ _EXPIRE = (
 _RECORDED = "SELECT id, attempts, lease_owner FROM deliveries WHERE id IN ({marks})"
 
 EXPIRED_REASON = "expired before it could be sent"
-#: seconds to wait for the write lock at most, and between two tries
-BUSY_TIMEOUT = 10.0
-BUSY_STEP = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +79,7 @@ class SqliteCycles:
     """Runs cycles for one worker on one SQLite file (``close`` when the worker stops)."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
-        self.path = path
-        self.synchronous = synchronous
-        self._pool: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._thread = SqliteThread(path, synchronous=synchronous, name="callhook-outbox")
 
     async def cycle(
         self,
@@ -96,99 +88,34 @@ class SqliteCycles:
         returns: Sequence[tuple[int, datetime]],
         claim: ClaimWanted | None,
     ) -> CycleDone:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="callhook-outbox")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._pool, self._transaction, owner, finished, returns, claim
-        )
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # the transaction goes on in its thread and may commit: the caller gets its
-            # outcome (what it wrote must not be written again), and the cancellation comes
-            # back at the caller's next await
-            task = asyncio.current_task()
-            try:
-                while not future.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.shield(future)
-                return future.result()
-            finally:
-                if task is not None:
-                    task.cancel()
+        """One transaction; a caller cancelled meanwhile still gets its outcome (what it
+        wrote must not be written again: ``SqliteThread.transaction``)."""
+
+        def work(conn: sqlite3.Connection) -> CycleDone:
+            return _cycle(conn, owner, finished, returns, claim)
+
+        return await self._thread.transaction(work)
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        await asyncio.get_running_loop().run_in_executor(pool, self._disconnect)
-        pool.shutdown(wait=False)
-
-    # --- on the thread -----------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            for pragma in (
-                "journal_mode=WAL",
-                "foreign_keys=ON",
-                # a busy database is waited for in _begin
-                "busy_timeout=0",
-                f"synchronous={self.synchronous}",
-            ):
-                conn.execute(f"PRAGMA {pragma}")
-            self._conn = conn
-        return self._conn
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def _transaction(
-        self,
-        owner: str,
-        finished: Sequence[outbox.Finished],
-        returns: Sequence[tuple[int, datetime]],
-        claim: ClaimWanted | None,
-    ) -> CycleDone:
-        conn = self._connect()
-        _begin(conn)
-        try:
-            done = CycleDone(kept=_record(conn, owner, finished))
-            for due in sorted({at for _, at in returns}):
-                _release(conn, [job_id for job_id, at in returns if at == due], owner, due)
-            if claim is not None:
-                jobs = _claim(conn, owner, claim)
-                done.expired = [job for job in jobs if job.expires_at <= claim.now]
-                _expire(conn, done.expired, claim.now)
-                done.jobs = [job for job in jobs if job.expires_at > claim.now]
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return done
+        await self._thread.close()
 
 
-def _begin(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, waiting for another process's write (ingest's commit) in short steps.
-
-    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: a commit of
-    ingest that holds the lock 10 ms made a cycle wait 18 ms, and p99 of the waits was 34 ms.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(BUSY_STEP)
+def _cycle(
+    conn: sqlite3.Connection,
+    owner: str,
+    finished: Sequence[outbox.Finished],
+    returns: Sequence[tuple[int, datetime]],
+    claim: ClaimWanted | None,
+) -> CycleDone:
+    done = CycleDone(kept=_record(conn, owner, finished))
+    for due in sorted({at for _, at in returns}):
+        _release(conn, [job_id for job_id, at in returns if at == due], owner, due)
+    if claim is not None:
+        jobs = _claim(conn, owner, claim)
+        done.expired = [job for job in jobs if job.expires_at <= claim.now]
+        _expire(conn, done.expired, claim.now)
+        done.jobs = [job for job in jobs if job.expires_at > claim.now]
+    return done
 
 
 def _record(
