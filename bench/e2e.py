@@ -40,7 +40,7 @@ class Setup:
 
 
 SETUPS = {
-    "sqlite": Setup("sqlite", "sqlite", (), 0, "sqlite, serve (worker inside)"),
+    "sqlite": Setup("sqlite", "sqlite", ("--workers", "0"), 0, "sqlite, serve --workers 0"),
     "sqlite-w1": Setup("sqlite-w1", "sqlite", ("--workers", "1"), 0, "sqlite, serve --workers 1"),
     "pg1": Setup("pg1", "postgresql", ("--no-worker",), 1, "postgresql, 1 worker"),
     "pg2": Setup("pg2", "postgresql", ("--no-worker",), 2, "postgresql, 2 workers"),

@@ -161,7 +161,7 @@ def test_callhook_source_ami_follows_asterisk_across_a_reconnect(
     )
     fired = fired_by(made)
     assert len(fired) > 30
-    deployment.serve()
+    deployment.serve("--workers", "0")  # delivering inside serve (the ESL test: the default)
     prepare(deployment, receiver, fired)
 
     server = ami_server.AmiReplayServer(script, username="callhook", secret="s3cret")

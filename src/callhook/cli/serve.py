@@ -385,10 +385,10 @@ async def _start_links(
 @click.option(
     "--workers",
     type=click.IntRange(0, 64),
-    default=0,
+    default=1,
     show_default=True,
-    help="Worker processes to start and watch; 0 delivers in this process. Each has a core "
-    "of its own (on SQLite too); their metrics are not in this process's /metrics.",
+    help="Worker processes to start and watch, each with a core of its own (on SQLite too; "
+    "their metrics are not in this process's /metrics); 0 delivers in this process.",
 )
 @click.option(
     "--source",
@@ -413,8 +413,9 @@ def serve(
     source_urls: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Run the server: the UnifiedAPI, OAuth, ingest and health endpoints, and a worker that
-    delivers the webhooks (unless --no-worker).
+    """Run the server: the UnifiedAPI, OAuth, ingest and health endpoints, a worker process
+    that delivers the webhooks (unless --no-worker; --workers 0: inside this process), and the
+    PBX links given with --source or CALLHOOK_SOURCES.
 
     Applies pending migrations first. On the first start with an empty database it creates an
     Administrator with an app and prints the app's credentials once (they are also written to
