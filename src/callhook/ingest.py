@@ -162,12 +162,15 @@ class Ingest:
                     calls.update(((source_id, cid), row) for cid, row in found.items())
                 plan = await self._plan(conn, group, calls, now)
             changed = [row for row in calls.values() if row.id]  # the new ones are inserted
+            new_calls = [
+                (source_id, {c: r for (s, c), r in calls.items() if s == source_id and not r.id})
+                for source_id in sorted(by_source)
+            ]
             if self._direct is not None:
-                await self._write_direct(self._direct, by_source, calls, plan, changed, now)
+                await self._write_direct(self._direct, new_calls, plan, changed, now)
             else:
                 async with writing(self.engine) as conn:
-                    for source_id in sorted(by_source):
-                        new = {c: r for (s, c), r in calls.items() if s == source_id and not r.id}
+                    for source_id, new in new_calls:
                         await outbox.insert_calls(conn, source_id, new, now)
                     await self._write(conn, plan, changed, now)
         else:
@@ -184,8 +187,7 @@ class Ingest:
     async def _write_direct(
         self,
         direct: SqliteThread,
-        by_source: dict[int, set[str]],
-        calls: dict[tuple[int, str], outbox.CallRow],
+        new_calls: list[tuple[int, dict[str, outbox.CallRow]]],
         plan: _Plan,
         changed: list[outbox.CallRow],
         now: datetime,
@@ -193,10 +195,6 @@ class Ingest:
         """The write transaction in one hop to its thread (SQLite file). Cancelled meanwhile,
         it still waits for the outcome: a group that committed is answered (its callers'
         events must not be written again as new)."""
-        new_calls = [
-            (source_id, {c: r for (s, c), r in calls.items() if s == source_id and not r.id})
-            for source_id in sorted(by_source)
-        ]
 
         def work(conn: sqlite3.Connection) -> None:
             ingest_sqlite.write(conn, new_calls, plan.events, plan.deliveries, changed, now)
