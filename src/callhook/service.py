@@ -40,7 +40,8 @@ from callhook.errors import (
     UrlInvalid,
     UserInvalid,
 )
-from callhook.store import credentials, directory, events
+from callhook.store import credentials, events, uapi_store
+from callhook.store.uapi_store import ConnLookup, ExtensionGone, Lookup, UapiStore
 
 
 def utcnow() -> datetime:
@@ -79,6 +80,21 @@ class Service:
         self.engine = engine
         self.clock = clock
         self.allow = allow
+        self._store: UapiStore | None = None
+
+    @property
+    def store(self) -> UapiStore:
+        """The UnifiedAPI's lookups and rule inserts at the driver level (store.uapi_store),
+        made on first use."""
+        if self._store is None:
+            self._store = uapi_store.for_engine(self.engine)
+        return self._store
+
+    async def close(self) -> None:
+        """Close the store's own connections, if it made any."""
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
 
     def reading(self) -> AsyncConnection:
         """A connection for reads (``async with service.reading() as conn``): one per request
@@ -95,7 +111,7 @@ class Service:
     async def authenticate(
         self, token: str | None, conn: AsyncConnection | None = None
     ) -> Principal:
-        """Who the bearer token acts as; ``conn``: on this connection (else on its own)."""
+        """Who the bearer token acts as; ``conn``: on this connection (else through the store)."""
         if not token:
             raise Unauthenticated(
                 "An access token is required: send 'Authorization: Bearer TOKEN' "
@@ -103,8 +119,7 @@ class Service:
             )
         digest = crypto.hash_token(token)
         if conn is None:
-            async with self.reading() as own:
-                found = await credentials.find_token(own, digest)
+            found = await self.store.find_token(digest)
         else:
             found = await credentials.find_token(conn, digest)
         if found is None:
@@ -119,21 +134,21 @@ class Service:
     # --- PhoneCallEvents -----------------------------------------------------------------------
 
     async def _target(
-        self, conn: AsyncConnection, who: Principal, user_text: str, ext_text: str
+        self, lookup: Lookup, who: Principal, user_text: str, ext_text: str
     ) -> Target:
         user_ref = parse_user_ref(user_text)
         ext_ref = parse_extension(ext_text)
         context = who.account
         if user_ref.kind is UserRefKind.ID:
             assert user_ref.account_id is not None
-            named = await directory.get_account(conn, user_ref.account_id)
+            named = await lookup.get_account(user_ref.account_id)
             if named is None:
                 raise UserInvalid(f"There is no account with id {user_ref.account_id}.")
             if not may_manage(who.account, named):
                 raise AccessDenied(f"Account {named.id} is outside your account's subtree.")
             context = named
         if ext_ref.org_code is not None:
-            ext = await directory.find_extension(conn, ext_ref.org_code, ext_ref.short)
+            ext = await lookup.find_extension(ext_ref.org_code, ext_ref.short)
         else:
             org_id = context.organization_id()
             if org_id is None:
@@ -141,7 +156,7 @@ class Service:
                     f"The short number {ext_ref.short} needs an organization to resolve in; "
                     "use the extended form ORG*NUMBER, e.g. 0003*210."
                 )
-            ext = await directory.find_extension_in_org(conn, org_id, ext_ref.short)
+            ext = await lookup.find_extension_in_org(org_id, ext_ref.short)
         if ext is None:
             raise ExtensionInvalid(f"There is no extension {ext_text}.")
         if user_ref.kind is UserRefKind.ID and not may_manage(context, ext.owner):
@@ -160,11 +175,9 @@ class Service:
         self, who: Principal, user_text: str, ext_text: str, conn: AsyncConnection | None = None
     ) -> None:
         """Raise the error a request for this userId and extension gets, if any."""
-        if conn is not None:
-            await self._target(conn, who, user_text, ext_text)
-            return
-        async with self.reading() as own:
-            await self._target(own, who, user_text, ext_text)
+        await self._target(
+            self.store if conn is None else ConnLookup(conn), who, user_text, ext_text
+        )
 
     @staticmethod
     def _render(target: Target, origin: str, event: PhoneCallEvent) -> dict[str, Any]:
@@ -180,30 +193,40 @@ class Service:
         path_type: str | None,
         origin: str,
     ) -> dict[str, Any]:
-        async with self.engine.begin() as conn:
-            target = await self._target(conn, who, user_text, ext_text)
-            fields = validate_create(body, path_type)
-            self._check_destination(fields.url)
-            event = PhoneCallEvent(
-                id=new_event_id(),
-                extension_id=target.extension.id,
-                type=fields.type,
-                method=fields.method,
-                url=fields.url,
-                status=fields.status,
-                note=fields.note,
-                modified=self.clock(),
-            )
-            await events.insert_event(conn, event, app_id=who.app_id)
+        target = await self._target(self.store, who, user_text, ext_text)
+        fields = validate_create(body, path_type)
+        self._check_destination(fields.url)
+        event = PhoneCallEvent(
+            id=new_event_id(),
+            extension_id=target.extension.id,
+            type=fields.type,
+            method=fields.method,
+            url=fields.url,
+            status=fields.status,
+            note=fields.note,
+            modified=self.clock(),
+        )
+        try:
+            await self.store.insert_event(event, who.app_id)
+        except ExtensionGone:
+            raise ExtensionInvalid(f"There is no extension {ext_text}.") from None
         return self._render(target, origin, event)
 
     async def _select(
-        self, conn: AsyncConnection, target: Target, path_type: str | None, event_id: str | None
+        self,
+        conn: AsyncConnection | None,
+        target: Target,
+        path_type: str | None,
+        event_id: str | None,
     ) -> list[PhoneCallEvent]:
+        """The target's rules on ``conn``, or through the store (None)."""
         etype: EventType | None = parse_type(path_type) if path_type is not None else None
         if event_id is not None:
             check_event_id(event_id)
-        found = await events.find_events(conn, target.extension.id, etype, event_id)
+        if conn is None:
+            found = await self.store.find_events(target.extension.id, etype, event_id)
+        else:
+            found = await events.find_events(conn, target.extension.id, etype, event_id)
         if event_id is not None and not found:
             raise EventIdInvalid(
                 f"There is no PhoneCallEvent {event_id} of type {path_type} on extension "
@@ -225,11 +248,10 @@ class Service:
     ) -> dict[str, Any]:
         query = listing.parse_query(dict(params), FIELDS)
         if conn is None:
-            async with self.reading() as own:
-                target = await self._target(own, who, user_text, ext_text)
-                found = await self._select(own, target, path_type, event_id)
+            target = await self._target(self.store, who, user_text, ext_text)
+            found = await self._select(None, target, path_type, event_id)
         else:
-            target = await self._target(conn, who, user_text, ext_text)
+            target = await self._target(ConnLookup(conn), who, user_text, ext_text)
             found = await self._select(conn, target, path_type, event_id)
         records = [self._render(target, origin, e) for e in found]
         page = listing.paginate(records, query)
@@ -246,7 +268,7 @@ class Service:
         origin: str,
     ) -> dict[str, Any]:
         async with self.engine.begin() as conn:
-            target = await self._target(conn, who, user_text, ext_text)
+            target = await self._target(ConnLookup(conn), who, user_text, ext_text)
             (current,) = await self._select(conn, target, path_type, event_id)
             changes = validate_update(body, current.type)
             updated = apply_update(current, changes, self.clock())
@@ -265,7 +287,7 @@ class Service:
         origin: str,
     ) -> list[dict[str, Any]]:
         async with self.engine.begin() as conn:
-            target = await self._target(conn, who, user_text, ext_text)
+            target = await self._target(ConnLookup(conn), who, user_text, ext_text)
             found = await self._select(conn, target, path_type, event_id)
             await events.delete_events(conn, [e.id for e in found])
         return [self._render(target, origin, e) for e in found]

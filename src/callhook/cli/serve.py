@@ -314,6 +314,7 @@ async def _serve(
                 await children.stop()
     finally:
         await components.ingest.close()
+        await components.service.close()
         await components.engine.dispose()
 
 

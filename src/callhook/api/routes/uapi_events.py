@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,9 +24,9 @@ def _state(request: Request) -> AppState:
     return state
 
 
-async def _principal(request: Request, conn: AsyncConnection) -> tuple[Service, Principal, str]:
+async def _principal(request: Request) -> tuple[Service, Principal, str]:
     state = _state(request)
-    who = await state.service.authenticate(bearer_token(request), conn)
+    who = await state.service.authenticate(bearer_token(request))
     wait = state.limiter.check(who.app_id, time.monotonic())
     if wait:
         raise RateLimited(
@@ -41,35 +40,33 @@ def _parts(request: Request) -> tuple[str, str, str | None, str | None]:
     return p["user"], p["extension"], p.get("type"), p.get("id")
 
 
-# Each request reads on one connection (the token, then the extension and its events), and
-# gives it back before a write opens its transaction: a request never holds two connections.
+# The token and the extension are looked up through the service's store (store.uapi_store:
+# at the driver level, cached on PostgreSQL); a request holds no pooled connection while it
+# reads its body, and a write opens its transaction only once the body is read.
 
 
 async def list_events(request: Request) -> Response:
     user, ext, etype, eid = _parts(request)
-    async with _state(request).service.reading() as conn:
-        service, who, base = await _principal(request, conn)
-        body = await service.list_events(
-            who,
-            user,
-            ext,
-            etype,
-            eid,
-            request.query_params.multi_items(),
-            base,
-            request.url.path.rstrip("/"),
-            conn,
-        )
+    service, who, base = await _principal(request)
+    body = await service.list_events(
+        who,
+        user,
+        ext,
+        etype,
+        eid,
+        request.query_params.multi_items(),
+        base,
+        request.url.path.rstrip("/"),
+    )
     return JSONResponse(body)
 
 
 async def create_event(request: Request) -> Response:
     user, ext, etype, _ = _parts(request)
-    async with _state(request).service.reading() as conn:
-        service, who, base = await _principal(request, conn)
-        # the path (who, which extension) is checked before the body, as each names a different
-        # error; the body is read after the connection is given back (a slow client holds none)
-        await service.check_target(who, user, ext, conn)
+    service, who, base = await _principal(request)
+    # the path (who, which extension) is checked before the body, as each names a different
+    # error
+    await service.check_target(who, user, ext)
     payload = await json_object(request)
     created = await service.create_event(who, user, ext, payload, etype, base)
     return JSONResponse(created, status_code=201, headers={"Location": created["links"]["self"]})
@@ -79,9 +76,8 @@ async def update_event(request: Request) -> Response:
     user, ext, etype, eid = _parts(request)
     assert etype is not None
     assert eid is not None
-    async with _state(request).service.reading() as conn:
-        service, who, base = await _principal(request, conn)
-        await service.check_target(who, user, ext, conn)
+    service, who, base = await _principal(request)
+    await service.check_target(who, user, ext)
     payload = await json_object(request)
     updated = await service.update_event(who, user, ext, etype, eid, payload, base)
     return JSONResponse(updated)
@@ -89,8 +85,7 @@ async def update_event(request: Request) -> Response:
 
 async def delete_events(request: Request) -> Response:
     user, ext, etype, eid = _parts(request)
-    async with _state(request).service.reading() as conn:
-        service, who, base = await _principal(request, conn)
+    service, who, base = await _principal(request)
     deleted = await service.delete_events(who, user, ext, etype, eid, base)
     return JSONResponse(deleted)
 

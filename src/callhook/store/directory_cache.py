@@ -1,0 +1,53 @@
+"""An in-process cache of what the UnifiedAPI looks up on every request: tokens (by their hash,
+never the token itself), accounts and extensions; flushed whole on any change.
+
+Whoever fills it follows one rule, which makes a flush that races a lookup safe: take
+``generation`` before reading the database and ``put`` with it afterwards. A flush between the
+two (a change committed while the read ran, whose notice came meanwhile) changes the
+generation, and the possibly stale value is not kept. While ``enabled`` is False (no notices
+can arrive: the listening connection is down) nothing is kept and every lookup goes to the
+database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: entries of one kind at most; past that the kind is emptied (a directory that large is
+#: looked up from the database, still correctly)
+MAX_ENTRIES = 100_000
+
+
+class DirectoryCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self.generation = 0
+        self.enabled = False
+        self.flushes = 0
+        self._maps: dict[str, dict[Any, Any]] = {}
+
+    def get(self, kind: str, key: Any) -> Any | None:
+        found = self._maps.get(kind)
+        return None if found is None else found.get(key)
+
+    def put(self, kind: str, key: Any, value: Any, generation: int) -> None:
+        """Keep ``value`` if the cache is on and nothing changed since ``generation`` was taken."""
+        if not self.enabled or generation != self.generation or value is None:
+            return
+        entries = self._maps.setdefault(kind, {})
+        if len(entries) >= self.max_entries:
+            entries.clear()
+        entries[key] = value
+
+    def flush(self) -> None:
+        self._maps = {}
+        self.generation += 1
+        self.flushes += 1
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Turn keeping on or off; either way what is held is dropped (it may be stale)."""
+        self.enabled = enabled
+        self.flush()
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self._maps.values())
