@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -81,6 +82,8 @@ class Service:
         self.clock = clock
         self.allow = allow
         self._store: UapiStore | None = None
+        #: judged from the URL alone (no DNS), so kept for the URLs seen last
+        self._refusal = lru_cache(maxsize=4096)(partial(url_refusal, allow=allow))
 
     @property
     def store(self) -> UapiStore:
@@ -102,7 +105,7 @@ class Service:
         return self.engine.connect()
 
     def _check_destination(self, url: str) -> None:
-        reason = url_refusal(url, self.allow)
+        reason = self._refusal(url)
         if reason is not None:
             raise UrlInvalid(f"The URL is refused as a webhook destination: {reason}.")
 
@@ -173,9 +176,10 @@ class Service:
 
     async def check_target(
         self, who: Principal, user_text: str, ext_text: str, conn: AsyncConnection | None = None
-    ) -> None:
-        """Raise the error a request for this userId and extension gets, if any."""
-        await self._target(
+    ) -> Target:
+        """Raise the error a request for this userId and extension gets, if any; else the
+        extension (for ``create_event``, which then need not look it up again)."""
+        return await self._target(
             self.store if conn is None else ConnLookup(conn), who, user_text, ext_text
         )
 
@@ -192,8 +196,11 @@ class Service:
         body: Mapping[str, Any],
         path_type: str | None,
         origin: str,
+        target: Target | None = None,
     ) -> dict[str, Any]:
-        target = await self._target(self.store, who, user_text, ext_text)
+        """``target``: as ``check_target`` found it for this request, if it did."""
+        if target is None:
+            target = await self._target(self.store, who, user_text, ext_text)
         fields = validate_create(body, path_type)
         self._check_destination(fields.url)
         event = PhoneCallEvent(
@@ -253,7 +260,8 @@ class Service:
         else:
             target = await self._target(ConnLookup(conn), who, user_text, ext_text)
             found = await self._select(conn, target, path_type, event_id)
-        records = [self._render(target, origin, e) for e in found]
+        base = target.base(origin)
+        records = [render(e, f"{base}/{e.type.value}/{e.id}") for e in found]
         page = listing.paginate(records, query)
         return listing.render_page(page, origin + request_path, params, query.count)
 

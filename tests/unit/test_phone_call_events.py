@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from callhook.domain.phone_call_events import (
+    ID_ALPHABET,
     EventType,
     PhoneCallEvent,
     apply_update,
@@ -99,3 +101,23 @@ def test_ids_are_30_alphanumerics_from_the_given_randomness() -> None:
     assert len(first) == 30
     assert first.isalnum()
     assert new_event_id(random.Random(7).choice) == first
+
+
+def test_ids_from_random_bytes_are_30_alphanumerics_spread_over_the_alphabet() -> None:
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 30 and i.isascii() and i.isalnum() for i in ids)
+    counts = Counter("".join(ids))
+    assert set(counts) == set(ID_ALPHABET)
+    # a biased mapping (byte % 62 over all 256 values) gives the first 8 characters of the
+    # alphabet 5 chances in 256 instead of 4: ~25 % more than the others; here about 1 % apart
+    first = sum(counts[c] for c in ID_ALPHABET[:8]) / 8
+    rest = sum(counts[c] for c in ID_ALPHABET[8:]) / (len(ID_ALPHABET) - 8)
+    assert 0.92 < first / rest < 1.08
+
+
+def test_ids_skip_the_random_bytes_that_would_bias_the_alphabet() -> None:
+    chunks = iter([bytes([255, 248, 0, 61, 62]) + bytes(35), bytes(range(40))])
+    made = new_event_id(randbytes=lambda _n: next(chunks))
+    # 255 and 248 are dropped; 0 -> "a", 61 -> "9", 62 -> "a"; then zeros ("a")
+    assert made == "a9a" + "a" * 27

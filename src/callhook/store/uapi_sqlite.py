@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +46,7 @@ READ_BUSY_MS = 5000
 _COLUMNS = "(id, extension_id, type, method, url, status, note, modified, app_id)"
 
 
+@lru_cache(maxsize=8192)
 def moment(text: str) -> datetime:
     """A timestamp as SQLAlchemy stores it on SQLite (naive UTC text) as an aware datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

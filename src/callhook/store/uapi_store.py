@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook.domain.accounts import Account, AccountKind, Extension, ExtensionType
-from callhook.domain.phone_call_events import EventType, PhoneCallEvent
+from callhook.domain.phone_call_events import TYPES_BY_NUMBER, EventType, PhoneCallEvent
 from callhook.store import credentials, directory, events
 from callhook.store.credentials import TokenRecord
 
@@ -217,7 +217,7 @@ def event_of(row: Sequence[Any], moment: Callable[[Any], datetime]) -> PhoneCall
     return PhoneCallEvent(
         id=row[0],
         extension_id=row[1],
-        type=EventType(row[2]),
+        type=TYPES_BY_NUMBER[row[2]],
         method=row[3],
         url=row[4],
         status=row[5],

@@ -66,9 +66,9 @@ async def create_event(request: Request) -> Response:
     service, who, base = await _principal(request)
     # the path (who, which extension) is checked before the body, as each names a different
     # error
-    await service.check_target(who, user, ext)
+    target = await service.check_target(who, user, ext)
     payload = await json_object(request)
-    created = await service.create_event(who, user, ext, payload, etype, base)
+    created = await service.create_event(who, user, ext, payload, etype, base, target)
     return JSONResponse(created, status_code=201, headers={"Location": created["links"]["self"]})
 
 
