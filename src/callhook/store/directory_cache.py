@@ -1,5 +1,6 @@
 """An in-process cache of what the UnifiedAPI looks up on every request: tokens (by their hash,
-never the token itself), accounts and extensions; flushed whole on any change.
+never the token itself), accounts, extensions and the rules of an extension; flushed whole on
+a change to the directory, one extension's rules on a change to them.
 
 Whoever fills it follows one rule, which makes a flush that races a lookup safe: take
 ``generation`` before reading the database and ``put`` with it afterwards. A flush between the
@@ -24,16 +25,18 @@ class DirectoryCache:
         self.generation = 0
         self.enabled = False
         self.flushes = 0
-        self._maps: dict[str, dict[Any, Any]] = {}
+        self._maps: dict[Any, dict[Any, Any]] = {}
 
-    def get(self, kind: str, key: Any) -> Any | None:
+    def get(self, kind: Any, key: Any) -> Any | None:
         found = self._maps.get(kind)
         return None if found is None else found.get(key)
 
-    def put(self, kind: str, key: Any, value: Any, generation: int) -> None:
+    def put(self, kind: Any, key: Any, value: Any, generation: int) -> None:
         """Keep ``value`` if the cache is on and nothing changed since ``generation`` was taken."""
         if not self.enabled or generation != self.generation or value is None:
             return
+        if kind not in self._maps and len(self._maps) >= self.max_entries:
+            self._maps = {}
         entries = self._maps.setdefault(kind, {})
         if len(entries) >= self.max_entries:
             entries.clear()
@@ -43,6 +46,11 @@ class DirectoryCache:
         self._maps = {}
         self.generation += 1
         self.flushes += 1
+
+    def drop(self, kind: Any) -> None:
+        """Forget the entries of one kind (values being read meanwhile are not kept either)."""
+        self._maps.pop(kind, None)
+        self.generation += 1
 
     def set_enabled(self, enabled: bool) -> None:
         """Turn keeping on or off; either way what is held is dropped (it may be stale)."""

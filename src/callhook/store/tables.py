@@ -140,6 +140,17 @@ phone_call_events = Table(
     Index("ix_phone_call_events_extension_type", "extension_id", "type"),
 )
 
+#: on SQLite, counters that triggers bump on every change to the directory (accounts,
+#: extensions, apps, tokens other than a new one) and to the rules: a process compares them to
+#: know whether what it cached is still what the database holds (store/uapi_sqlite.py). On
+#: PostgreSQL the same changes send NOTIFY instead (migration 0005), and the rows stay as made.
+api_versions = Table(
+    "api_versions",
+    metadata,
+    Column("name", String(20), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 authorization_codes = Table(
     "authorization_codes",
     metadata,

@@ -4,13 +4,15 @@ Its statements run on a small asyncpg pool of its own, prepared once per connect
 statement cache): a List is one round trip for the rules, a Create one INSERT, with no pool
 pre-ping and no row processing by SQLAlchemy.
 
-Tokens (by hash), accounts and extensions are cached in the process (``DirectoryCache``).
-Migration 0005 makes every change to accounts, extensions, apps and to tokens (other than a
-new token) send ``NOTIFY callhook_directory``; a connection of this process LISTENs and
-flushes the cache on each notice, so a change made by any process (``callhook admin``, an
-import, another ``serve``) is seen as soon as its notice arrives. The cache keeps nothing
-until LISTEN is in place, and is emptied and off whenever the listening connection is lost or
-stops answering the ping sent every ``PING_SECONDS``; it comes back on once listening again.
+Tokens (by hash), accounts, extensions and each extension's rules are cached in the process
+(``DirectoryCache``). Migration 0005 makes every change to accounts, extensions, apps and to
+tokens (other than a new token) send ``NOTIFY callhook_directory``, and every change to a rule
+``NOTIFY callhook_rules`` with its extension's id; a connection of this process LISTENs and
+flushes the cache (or that extension's rules) on each notice, so a change made by any process
+(``callhook admin``, an import, another ``serve``) is seen as soon as its notice arrives. The
+cache keeps nothing until LISTEN is in place, and is emptied and off whenever the listening
+connection is lost or stops answering the ping sent every ``PING_SECONDS``; it comes back on
+once listening again.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from callhook.store.uapi_store import (
 log = logging.getLogger(__name__)
 
 CHANNEL = "callhook_directory"
+RULES_CHANNEL = "callhook_rules"
 PING_SECONDS = 5.0
 POOL_SIZE = 10
 #: between two tries to listen again
@@ -104,7 +107,7 @@ class PostgresUapiStore:
             rows: list[Any] = await conn.fetch(numbered(sql), *args)
         return rows
 
-    async def _cached(self, kind: str, key: Any, load: Callable[[], Any]) -> Any:
+    async def _cached(self, kind: Any, key: Any, load: Callable[[], Any]) -> Any:
         found = self.cache.get(kind, key)
         if found is not None:
             return found
@@ -148,8 +151,13 @@ class PostgresUapiStore:
     async def find_events(
         self, extension_id: int, etype: EventType | None, event_id: str | None
     ) -> list[PhoneCallEvent]:
-        sql, params = events_params(extension_id, etype, event_id)
-        return [event_of(row, moment) for row in await self._fetch(sql, *params)]
+        async def load() -> tuple[PhoneCallEvent, ...]:
+            sql, params = events_params(extension_id, etype, event_id)
+            return tuple(event_of(row, moment) for row in await self._fetch(sql, *params))
+
+        kind = ("rules", extension_id)
+        found: tuple[PhoneCallEvent, ...] = await self._cached(kind, (etype, event_id), load)
+        return list(found)
 
     async def insert_event(self, event: PhoneCallEvent, app_id: int) -> None:
         pool = await self._ready()
@@ -175,6 +183,12 @@ class PostgresUapiStore:
     def _notified(self, *_args: Any) -> None:
         self.cache.flush()
 
+    def _rules_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.isdigit():
+            self.cache.drop(("rules", int(payload)))
+        else:  # TRUNCATE
+            self.cache.flush()
+
     async def _listen(self) -> None:
         failures = 0
         while True:
@@ -184,6 +198,7 @@ class PostgresUapiStore:
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(RULES_CHANNEL, self._rules_notified)
                 # whatever was read before LISTEN was in place may be stale already
                 self.cache.set_enabled(True)
                 self.listening.set()
