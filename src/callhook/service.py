@@ -283,6 +283,7 @@ class Service:
             if updated.url != current.url:
                 self._check_destination(updated.url)
             await events.save_event(conn, updated)
+        self.store.rules_changed(target.extension.id)
         return self._render(target, origin, updated)
 
     async def delete_events(
@@ -298,4 +299,5 @@ class Service:
             target = await self._target(ConnLookup(conn), who, user_text, ext_text)
             found = await self._select(conn, target, path_type, event_id)
             await events.delete_events(conn, [e.id for e in found])
+        self.store.rules_changed(target.extension.id)
         return [self._render(target, origin, e) for e in found]

@@ -247,3 +247,36 @@ async def test_postgres_cache_is_dropped_and_off_while_not_listening(
     await seen(engine_name, refused)
     await asyncio.wait_for(store.listening.wait(), PROMPT)
     assert store.cache.enabled
+
+
+async def test_this_process_sees_its_own_rule_changes_before_any_notice(
+    client: httpx.AsyncClient,
+    world: World,
+    engine_name: str,
+    components: Components,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that creates, updates or deletes a rule and lists next sees the change, even
+    if the change's NOTIFY has not arrived yet (here: never does)."""
+    store = components.service.store
+    if isinstance(store, PostgresUapiStore):
+        await warm(client, world)
+        await asyncio.wait_for(store.listening.wait(), PROMPT)
+        monkeypatch.setattr(store, "_rules_notified", lambda *_a: None)
+        monkeypatch.setattr(store, "_notified", lambda *_a: None)
+    headers = await world.auth("alice")
+
+    async def urls() -> list[tuple[str, str]]:
+        response = await client.get(LIST, headers=headers)
+        assert response.status_code == 200, response.text
+        return [(e["url"], e["status"]) for e in response.json()["entry"]]
+
+    assert await urls() == []
+    made = await client.post(LIST, headers=headers, json={"type": 0, "url": "https://a.example"})
+    assert made.status_code == 201, made.text
+    assert await urls() == [("https://a.example", "1")]
+    link = made.json()["links"]["self"].removeprefix("https://callhook.test")
+    assert (await client.put(link, headers=headers, json={"status": 0})).status_code == 200
+    assert await urls() == [("https://a.example", "0")]
+    assert (await client.delete(link, headers=headers)).status_code == 200
+    assert await urls() == []

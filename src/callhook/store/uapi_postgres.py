@@ -177,6 +177,11 @@ class PostgresUapiStore:
                 )
         except asyncpg.ForeignKeyViolationError:
             raise ExtensionGone(event.extension_id) from None
+        # the 201 that follows must be seen by this process's next List, notice or not
+        self.rules_changed(event.extension_id)
+
+    def rules_changed(self, extension_id: int) -> None:
+        self.cache.drop(("rules", extension_id))
 
     # --- the listening connection -------------------------------------------------------
 
@@ -197,8 +202,9 @@ class PostgresUapiStore:
                 conn = await _connect(self.dsn)
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(CHANNEL, self._notified)
-                await conn.add_listener(RULES_CHANNEL, self._rules_notified)
+                # through a lambda: the method is looked up on each notice (tests replace it)
+                await conn.add_listener(CHANNEL, lambda *a: self._notified(*a))
+                await conn.add_listener(RULES_CHANNEL, lambda *a: self._rules_notified(*a))
                 # whatever was read before LISTEN was in place may be stale already
                 self.cache.set_enabled(True)
                 self.listening.set()

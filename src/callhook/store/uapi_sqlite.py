@@ -168,6 +168,10 @@ class SqliteUapiStore:
             await self._writer.transaction(work)
         return [None] * len(rows)
 
+    def rules_changed(self, extension_id: int) -> None:
+        """Nothing to do: the change was committed by another connection, which the reading
+        connection's ``data_version`` shows."""
+
     async def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:

@@ -62,6 +62,11 @@ class UapiStore(Lookup, Protocol):
         extension was deleted meanwhile."""
         ...
 
+    def rules_changed(self, extension_id: int) -> None:
+        """This process changed the extension's rules (through the engine): a List that comes
+        next must see it, even before any notice of it arrives."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -115,6 +120,9 @@ class EngineUapiStore:
                 await events.insert_event(conn, event, app_id=app_id)
         except IntegrityError:
             raise ExtensionGone(event.extension_id) from None
+
+    def rules_changed(self, extension_id: int) -> None:
+        return None
 
     async def close(self) -> None:
         return None
