@@ -280,3 +280,29 @@ async def test_this_process_sees_its_own_rule_changes_before_any_notice(
     assert await urls() == [("https://a.example", "0")]
     assert (await client.delete(link, headers=headers)).status_code == 200
     assert await urls() == []
+
+
+async def test_a_token_revoked_through_this_process_fails_its_next_request(
+    client: httpx.AsyncClient,
+    world: World,
+    components: Components,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/oauth/revoke, then the token at once: refused, even with the NOTIFY held back."""
+    store = components.service.store
+    if isinstance(store, PostgresUapiStore):
+        await warm(client, world)
+        await asyncio.wait_for(store.listening.wait(), PROMPT)
+        monkeypatch.setattr(store, "_notified", lambda *_a: None)
+    await warm(client, world)
+    app = world.apps["alice"]
+    revoked = await client.post(
+        "/oauth/revoke",
+        data={
+            "token": await world.token("alice"),
+            "client_id": app.app.client_id,
+            "client_secret": app.client_secret,
+        },
+    )
+    assert revoked.status_code == 200
+    assert await status_of(client, world, "alice") == 401

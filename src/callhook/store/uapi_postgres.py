@@ -183,6 +183,9 @@ class PostgresUapiStore:
     def rules_changed(self, extension_id: int) -> None:
         self.cache.drop(("rules", extension_id))
 
+    def directory_changed(self) -> None:
+        self.cache.flush()
+
     # --- the listening connection -------------------------------------------------------
 
     def _notified(self, *_args: Any) -> None:

@@ -168,9 +168,12 @@ class SqliteUapiStore:
             await self._writer.transaction(work)
         return [None] * len(rows)
 
-    def rules_changed(self, extension_id: int) -> None:
+    def directory_changed(self) -> None:
         """Nothing to do: the change was committed by another connection, which the reading
         connection's ``data_version`` shows."""
+
+    def rules_changed(self, extension_id: int) -> None:
+        """As ``directory_changed``."""
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None

@@ -62,6 +62,10 @@ class UapiStore(Lookup, Protocol):
         extension was deleted meanwhile."""
         ...
 
+    def directory_changed(self) -> None:
+        """This process changed tokens, accounts, extensions or apps through the engine."""
+        ...
+
     def rules_changed(self, extension_id: int) -> None:
         """This process changed the extension's rules (through the engine): a List that comes
         next must see it, even before any notice of it arrives."""
@@ -120,6 +124,9 @@ class EngineUapiStore:
                 await events.insert_event(conn, event, app_id=app_id)
         except IntegrityError:
             raise ExtensionGone(event.extension_id) from None
+
+    def directory_changed(self) -> None:
+        return None
 
     def rules_changed(self, extension_id: int) -> None:
         return None

@@ -22,6 +22,8 @@ async def revoke(request: Request) -> Response:
     state: AppState = request.app.state.callhook
     form = await form_fields(request)
     await state.oauth.revoke_token(form, basic_credentials(request))
+    # the revoked token must fail this process's next request, before any notice of it
+    state.service.store.directory_changed()
     return JSONResponse({}, headers=NO_STORE)
 
 
