@@ -156,7 +156,19 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+#: a Host header that is a plain name or IPv4 address with a port or none, which
+#: ``request.url`` keeps as it is (anything else takes the long way)
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(?::([1-9][0-9]{0,4}))?")
+
+
 def origin(request: Request, public_url: str) -> str:
+    """scheme://host[:port] of the request (``public_url`` if set): as ``request.url`` gives
+    it, without building the whole URL when the Host header is a plain host[:port]."""
     if public_url:
         return public_url
+    host = request.headers.get("host")
+    plain = _PLAIN_HOST.fullmatch(host) if host is not None else None
+    if plain is not None and (plain[1] is None or int(plain[1]) <= 65535):
+        scheme: str = request.scope.get("scheme", "http")
+        return f"{scheme}://{host}"
     return f"{request.url.scheme}://{request.url.netloc}"

@@ -19,7 +19,7 @@ process's writers of this file take turns (``database.write_turn``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -49,7 +49,7 @@ from callhook.store.uapi_store import (
 
 #: a read that finds the database locked (only while a WAL file is recovered) waits this long
 READ_BUSY_MS = 5000
-_VERSIONS = "SELECT name, version FROM api_versions ORDER BY name"
+_VERSIONS = "SELECT name, version FROM api_versions"
 _COLUMNS = "(id, extension_id, type, method, url, status, note, modified, app_id)"
 
 
@@ -57,6 +57,10 @@ _COLUMNS = "(id, extension_id, type, method, url, status, note, modified, app_id
 def moment(text: str) -> datetime:
     """A timestamp as SQLAlchemy stores it on SQLite (naive UTC text) as an aware datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _token(row: Any) -> tuple[TokenRecord, Account]:
+    return token_of(row, moment)
 
 
 class SqliteUapiStore:
@@ -67,7 +71,7 @@ class SqliteUapiStore:
         self.cache = DirectoryCache()
         self.cache.set_enabled(True)
         self._data_version: int | None = None
-        self._versions: list[Any] = []
+        self._versions: dict[str, int] = {}
         self._writer: SqliteThread | None = None
         self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
 
@@ -82,40 +86,59 @@ class SqliteUapiStore:
             self._reader = conn
         seen = conn.execute("PRAGMA data_version").fetchone()[0]
         if seen != self._data_version:
-            versions = conn.execute(_VERSIONS).fetchall()
+            versions = dict(conn.execute(_VERSIONS).fetchall())
             self._data_version = seen
-            if versions != self._versions:
-                self._versions = versions
+            if versions.get("directory") != self._versions.get("directory"):
                 self.cache.flush()
+            elif versions.get("rules") != self._versions.get("rules"):
+                self.cache.drop("rules")
+            self._versions = versions
         return conn
 
-    def _lookup(self, kind: str, key: Any, sql: str, params: tuple[Any, ...]) -> Any | None:
-        """The first row of ``sql``, kept by (kind, key) while nothing changes."""
+    def _lookup(
+        self,
+        kind: str,
+        key: Any,
+        sql: str,
+        params: tuple[Any, ...],
+        convert: Callable[[Any], Any],
+    ) -> Any | None:
+        """The first row of ``sql`` as ``convert`` makes it (None if no row), kept by
+        (kind, key) while nothing changes."""
         conn = self._read()
         found = self.cache.get(kind, key)
         if found is None:
             generation = self.cache.generation
-            found = conn.execute(sql, params).fetchone()
+            row = conn.execute(sql, params).fetchone()
+            if row is None:
+                return None
+            found = convert(row)
             self.cache.put(kind, key, found, generation)
         return found
 
     async def find_token(self, token_hash: str) -> tuple[TokenRecord, Account] | None:
-        row = self._lookup("token", token_hash, FIND_ACCESS, (token_hash,))
-        return None if row is None else token_of(row, moment)
+        found: tuple[TokenRecord, Account] | None = self._lookup(
+            "token", token_hash, FIND_ACCESS, (token_hash,), _token
+        )
+        return found
 
     async def get_account(self, account_id: int) -> Account | None:
-        row = self._lookup("account", account_id, GET_ACCOUNT, (account_id,))
-        return None if row is None else account_of(row)
+        found: Account | None = self._lookup(
+            "account", account_id, GET_ACCOUNT, (account_id,), account_of
+        )
+        return found
 
     async def find_extension(self, org_code: int, number: str) -> Extension | None:
         key = (org_code, number)
-        row = self._lookup("extension", key, FIND_EXTENSION, key)
-        return None if row is None else extension_of(row)
+        found: Extension | None = self._lookup("extension", key, FIND_EXTENSION, key, extension_of)
+        return found
 
     async def find_extension_in_org(self, org_id: int, number: str) -> Extension | None:
         key = (org_id, number)
-        row = self._lookup("org extension", key, FIND_EXTENSION_IN_ORG, key)
-        return None if row is None else extension_of(row)
+        found: Extension | None = self._lookup(
+            "org extension", key, FIND_EXTENSION_IN_ORG, key, extension_of
+        )
+        return found
 
     async def find_events(
         self, extension_id: int, etype: EventType | None, event_id: str | None
