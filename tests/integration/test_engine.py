@@ -351,3 +351,84 @@ async def test_concurrent_requests_each_get_their_own_answer(
     auth = await world.auth("alice")
     listed = (await client.get("/callhook/v1/deliveries?limit=500", headers=auth)).json()
     assert len(listed["deliveries"]) == 40
+
+
+@dataclasses.dataclass
+class SlowReceiver:
+    """Answers 204 after ``delay`` seconds; counts the requests in flight (shared ``load``)."""
+
+    load: dict[str, int]
+    name: str
+    delay: float = 0.02
+    arrived: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)
+    runner: Any = None
+    url: str = ""
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.load[self.name] = self.load.get(self.name, 0) + 1
+        self.load["all"] = self.load.get("all", 0) + 1
+        for key in (self.name, "all"):
+            self.load[f"most {key}"] = max(self.load.get(f"most {key}", 0), self.load[key])
+        try:
+            await asyncio.sleep(self.delay)
+            form = await request.post()
+            seq = int(request.headers["X-Callhook-Seq"])
+            self.arrived.append((str(form["CallID"]), seq, request.headers["webhook-id"]))
+        finally:
+            self.load[self.name] -= 1
+            self.load["all"] -= 1
+        return web.Response(status=204)
+
+    async def start(self) -> SlowReceiver:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+
+async def test_senders_keep_the_limits_per_receiver_and_in_all_and_the_order_per_call(
+    world: World, client: httpx.AsyncClient, components: Components, source: dict[str, str]
+) -> None:
+    """Two receivers, 2 requests in flight to each at most and 3 in all: both limits are
+    reached and kept, every delivery arrives once, and each call's in order per receiver."""
+    load: dict[str, int] = {}
+    one, two = await SlowReceiver(load, "one").start(), await SlowReceiver(load, "two").start()
+    for etype in (0, 2, 3):
+        await rule(world, "alice", ALICE, etype, f"{one.url}/alice")
+    for etype in (1, 2, 4):
+        await rule(world, "bob", BOB, etype, f"{two.url}/bob")
+    worker, _ = build_worker(components)
+    worker.options = dataclasses.replace(worker.options, concurrency=3, per_host=2)
+    components.ingest.wake = worker.wake
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(worker, stop, owns_database=False))
+    try:
+        for n in range(0, 20, 5):
+            batch = [e for i in range(n, n + 5) for e in answered_call(f"lanes-{i}")]
+            await ingest(client, source, batch)
+        for _ in range(500):
+            if len(one.arrived) + len(two.arrived) >= 120:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+        await one.runner.cleanup()
+        await two.runner.cleanup()
+    assert len(one.arrived) == len(two.arrived) == 60
+    assert len({wid for _, _, wid in one.arrived + two.arrived}) == 120
+    assert load["most one"] == load["most two"] == 2
+    assert load["most all"] == 3
+    for receiver in (one, two):
+        for i in range(20):
+            seqs = [seq for call, seq, _ in receiver.arrived if call == f"lanes-{i}"]
+            assert len(seqs) == 3
+            assert seqs == sorted(seqs)

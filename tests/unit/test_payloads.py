@@ -18,6 +18,8 @@ from callhook.domain.payloads import (
     new_secret,
     sign,
     sign_all,
+    sign_with,
+    signing_key,
     split_url,
 )
 
@@ -180,6 +182,20 @@ def test_rotation_signs_with_every_secret() -> None:
         Webhook(new_secret()).verify(
             "CallID=1", _headers("msg_r", now, signatures), json_parse=False
         )
+
+
+def test_keys_decoded_once_sign_as_their_secrets() -> None:
+    # the worker decodes an app's secrets once and signs each delivery with the keys
+    now = int(time.time())
+    secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", new_secret()]
+    keys = [signing_key(secret) for secret in secrets]
+    assert keys[0] == base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signatures = sign_with(keys, "msg_k", now, "CallID=1&CallFlow=out")
+    assert signatures == sign_all(secrets, "msg_k", now, "CallID=1&CallFlow=out")
+    assert signatures.split(" ")[1] == sign(secrets[1], "msg_k", now, "CallID=1&CallFlow=out")
+    Webhook(secrets[1]).verify(
+        "CallID=1&CallFlow=out", _headers("msg_k", now, signatures), json_parse=False
+    )
 
 
 def test_new_secrets_are_whsec_base64_of_24_bytes() -> None:

@@ -73,6 +73,14 @@ async def _work(
             await components.engine.dispose()
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return None
+    return uvloop.new_event_loop
+
+
 @click.command()
 @click.option("--name", help="Name of this worker in logs and attempt records [default: host:pid]")
 @click.option("--parent", type=int, hidden=True, help="Started by `callhook serve --workers`.")
@@ -102,6 +110,9 @@ def worker(ctx: click.Context, name: str | None, parent: int | None, as_json: bo
             "on SQLite, `callhook serve` delivers by itself (`serve --workers N`: in processes)"
         )
     logs.configure(settings.log_level)
-    stopped = asyncio.run(_work(name, settings, as_json, parent))
+    # uvloop (installed with uvicorn[standard]) when there, as serve's loop: the worker's loop
+    # does little but send requests (its CPU per delivery at the e2e maximum: 184 -> 168 us)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        stopped = runner.run(_work(name, settings, as_json, parent))
     if not as_json:
         say(f"callhook worker {stopped} stopped")

@@ -99,6 +99,8 @@ class Sender:
         self._resolver: GuardedResolver | None = None
         #: URLs that passed ``_target`` (refusals raise, so they are never kept)
         self._targets: dict[str, URL] = {}
+        #: aiohttp's timeout of each ``Timeouts`` seen (a handful: the default and overrides)
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         if self._session is not None:
@@ -151,7 +153,7 @@ class Sender:
                 data=request.body,
                 headers=list(request.headers),
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect),
+                timeout=self._timeout(timeouts),
             ) as response:
                 snippet, body_error = await _read_snippet(response)
                 return AttemptResult(
@@ -169,6 +171,15 @@ class Sender:
                 limits = f"limits: connect {timeouts.connect:g} s, total {timeouts.total:g} s"
                 message = f"{message} after {latency / 1000:.1f} s ({limits})"
             return AttemptResult(None, error_class, message, latency, "", None)
+
+    def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:
+            if len(self._timeouts) >= 256:
+                self._timeouts.clear()
+            timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+            self._timeouts[timeouts] = timeout
+        return timeout
 
     def _target(self, raw: str) -> URL:
         """The URL, as given; refused when it names an unsafe IP address itself.

@@ -34,7 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from callhook.delivery.breaker import NOT_HOST_FAILURES, CircuitBreaker, counts_as_failure
 from callhook.delivery.metrics import Metrics, result_label
 from callhook.delivery.sender import AttemptResult, Sender
-from callhook.domain.payloads import Timeouts, build_request, new_secret, sign_all, split_url
+from callhook.domain.payloads import (
+    Timeouts,
+    build_request,
+    new_secret,
+    sign_with,
+    signing_key,
+    split_url,
+)
 from callhook.domain.retry import Decision, Outcome, RetryPolicy, decide, parse_retry_after
 from callhook.store import outbox, signing
 from callhook.store.database import write_turn, writing
@@ -116,8 +123,14 @@ class Worker:
         self.breaker = breaker or CircuitBreaker()
         self.name = name or worker_name()
         self._kick = asyncio.Event()
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        #: the senders: each sends its receiver's queued deliveries one after another
+        self._lanes: set[asyncio.Task[None]] = set()
+        #: senders per receiver (at most ``per_host``)
         self._per_host: Counter[str] = Counter()
+        #: requests in flight
+        self._sending = 0
+        #: a receiver with queued deliveries waits for a sender (all ``concurrency`` run)
+        self._starved = False
         self._queues: dict[str, deque[_Queued]] = {}
         self._queued = 0
         #: leases to give back (host's breaker opened, waited too long), with when they are due
@@ -125,7 +138,10 @@ class Worker:
         self._analyzed = -STATISTICS_EVERY
         #: attempts made and not recorded yet (the next cycle records them)
         self._done: list[tuple[outbox.Finished, AttemptResult]] = []
-        self._secrets: dict[int | None, tuple[float, list[str]]] = {}
+        #: per app: until when (monotonic) its signing keys are good, and the keys
+        self._secrets: dict[int | None, tuple[float, list[bytes]]] = {}
+        #: per URL as stored: the URL to send and its timeouts
+        self._urls: dict[str, tuple[str, Timeouts]] = {}
         #: on a SQLite file, cycles go straight through sqlite3 (outbox_sqlite)
         self._direct: SqliteCycles | None = None
         database = engine.url.database
@@ -165,8 +181,8 @@ class Worker:
             self._returns += [(q.job.id, now) for queue in self._queues.values() for q in queue]
             self._queues.clear()
             self._queued = 0
-            if self._inflight:
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            if self._lanes:
+                await asyncio.gather(*self._lanes, return_exceptions=True)
             try:
                 await self._cycle(claim=False)
             finally:
@@ -177,7 +193,7 @@ class Worker:
 
     def _room(self) -> int:
         """How many more deliveries this worker may hold (in flight and queued)."""
-        return self.options.holding - len(self._inflight) - self._queued
+        return self.options.holding - self._sending - self._queued
 
     def _full(self) -> bool:
         return self._room() < self.options.batch // 4
@@ -222,8 +238,7 @@ class Worker:
             self.metrics.deliveries.labels(outbox.EXPIRED).inc()
         if room > 0 and slow:
             await self._refresh_statistics()
-        for (finished, result), was_kept in zip(done, kept, strict=True):
-            self._observe(finished.job, result, Outcome(finished.state), was_kept)
+        self._observe(done, kept)
         # a receiver's queue may pass its cap by one claim's worth: claims skip it from then on
         for job in jobs:
             self._queues.setdefault(job.host, deque()).append(_Queued(job, mono))
@@ -283,54 +298,86 @@ class Worker:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _pump(self) -> None:
-        """Start queued deliveries while their receivers and the worker have free slots."""
+    def _pump(self, after: str | None = None) -> None:
+        """Start senders for the receivers with queued deliveries while they and the worker
+        have free slots (``after``: a receiver whose sender just stopped goes last)."""
+        self._starved = False
+        hosts = list(self._queues)
+        if after is not None and after in self._queues:
+            hosts.remove(after)
+            hosts.append(after)
+        for host in hosts:
+            # a sender for each queued delivery, as far as the slots go (a sender that finds
+            # the queue emptied by the others meanwhile stops at once)
+            wanted = len(self._queues[host])
+            while wanted > 0 and self._per_host[host] < self.options.per_host:
+                if len(self._lanes) >= self.options.concurrency:
+                    self._starved = True
+                    return
+                self._per_host[host] += 1
+                self._lanes.add(asyncio.ensure_future(self._lane(host)))
+                wanted -= 1
+
+    def _next(self, host: str) -> outbox.Job | None:
+        """The next delivery to send to ``host``, or None when there is none to send now."""
+        queue = self._queues.get(host)
+        if queue is None:
+            return None
         mono = time.monotonic()
         patience = self.options.lease.total_seconds() / 3
-        for host in list(self._queues):
-            queue = self._queues[host]
-            while queue and len(self._inflight) < self.options.concurrency:
-                if self._per_host[host] >= self.options.per_host:
-                    break
-                if not self.breaker.allows(host, mono):
-                    # the receiver's breaker opened: its deliveries go back, due when it may
-                    # be probed again (another worker may take them then)
-                    due = self.clock() + timedelta(seconds=1)
-                    self._returns += [(q.job.id, due) for q in queue]
-                    self._queued -= len(queue)
-                    queue.clear()
-                    self._kick.set()
-                    break
-                item = queue.popleft()
-                self._queued -= 1
-                if mono - item.claimed > patience:
-                    # waited here for a third of its lease: give it back rather than risk
-                    # sending it after the lease ends (another worker may have it by then)
-                    self._returns.append((item.job.id, self.clock()))
-                    self._kick.set()
-                    continue
-                self._per_host[host] += 1
-                self._inflight[item.job.id] = asyncio.ensure_future(self._deliver(item.job))
-            if not queue:
-                del self._queues[host]
+        job = None
+        while queue:
+            if not self.breaker.allows(host, mono):
+                # the receiver's breaker opened: its deliveries go back, due when it may
+                # be probed again (another worker may take them then)
+                due = self.clock() + timedelta(seconds=1)
+                self._returns += [(q.job.id, due) for q in queue]
+                self._queued -= len(queue)
+                queue.clear()
+                self._kick.set()
+                break
+            item = queue.popleft()
+            self._queued -= 1
+            if mono - item.claimed > patience:
+                # waited here for a third of its lease: give it back rather than risk
+                # sending it after the lease ends (another worker may have it by then)
+                self._returns.append((item.job.id, self.clock()))
+                self._kick.set()
+                continue
+            job = item.job
+            break
+        if not queue:
+            del self._queues[host]
+        return job
 
-    async def _deliver(self, job: outbox.Job) -> None:
+    async def _lane(self, host: str) -> None:
+        """Send ``host``'s queued deliveries one after another until there are none (or
+        another receiver waits for a sender)."""
         try:
-            attempt = await self._attempt(job)
-            self._done.append(attempt)  # the list of now: a cycle may have taken the old one
-        except Exception:
-            log.exception("delivery attempt crashed delivery_id=%s", job.webhook_id)
+            while (job := self._next(host)) is not None:
+                self._sending += 1
+                try:
+                    attempt = await self._attempt(job)
+                    self._done.append(attempt)  # the list of now: a cycle may have taken the old
+                except Exception:
+                    log.exception("delivery attempt crashed delivery_id=%s", job.webhook_id)
+                finally:
+                    # the request is over: the next cycle records it (the next delivery of this
+                    # call to this URL is claimable then)
+                    self._sending -= 1
+                    self._kick.set()
+                if self._starved:
+                    break
         finally:
-            # the request is over: its slot goes to the next delivery at once, and the next
-            # cycle records it (the next delivery of this call to this URL is claimable then)
-            self._per_host[job.host] -= 1
-            if self._per_host[job.host] <= 0:
-                del self._per_host[job.host]
-            self._inflight.pop(job.id, None)
-            self._pump()
-            self._kick.set()
+            self._per_host[host] -= 1
+            if self._per_host[host] <= 0:
+                del self._per_host[host]
+            lane = asyncio.current_task()
+            if lane is not None:
+                self._lanes.discard(lane)
+            self._pump(after=host)
 
-    async def _keys(self, app_id: int | None, now: datetime) -> list[str]:
+    async def _keys(self, app_id: int | None, now: datetime) -> list[bytes]:
         cached = self._secrets.get(app_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
@@ -341,12 +388,21 @@ class Worker:
                 keys = await signing.app_secrets(conn, app_id, new_secret, now, grace)
             if keys is None:
                 keys = [await signing.instance_secret(conn, new_secret, now)]
-        self._secrets[app_id] = (time.monotonic() + 5.0, keys)
-        return keys
+        decoded = [signing_key(key) for key in keys]
+        self._secrets[app_id] = (time.monotonic() + 5.0, decoded)
+        return decoded
+
+    def _split(self, url: str) -> tuple[str, Timeouts]:
+        known = self._urls.get(url)
+        if known is None:
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            known = self._urls[url] = split_url(url, self.timeouts)
+        return known
 
     async def _attempt(self, job: outbox.Job) -> tuple[outbox.Finished, AttemptResult]:
         """Send one attempt and decide what follows (recording it is the caller's)."""
-        url, timeouts = split_url(job.url, self.timeouts)
+        url, timeouts = self._split(job.url)
         now = self.clock()
         stamp = int(now.timestamp())
         keys = await self._keys(job.app_id, now)
@@ -356,7 +412,7 @@ class Worker:
             job.payload,
             webhook_id=job.webhook_id,
             timestamp=stamp,
-            signatures=sign_all(keys, job.webhook_id, stamp, job.payload),
+            signatures=sign_with(keys, job.webhook_id, stamp, job.payload),
             seq=job.seq,
             user_agent=self.user_agent,
         )
@@ -395,32 +451,43 @@ class Worker:
         )
         return finished, result
 
-    def _observe(
-        self, job: outbox.Job, result: AttemptResult, outcome: Outcome, kept: bool
-    ) -> None:
-        self.metrics.attempts.labels(result_label(result.status, result.error_class)).inc()
-        self.metrics.latency.observe(result.latency_ms / 1000)
-        if outcome is not Outcome.RETRY:
-            self.metrics.deliveries.labels(outcome.value).inc()
-        log.info(
-            "delivery attempt",
-            extra={
-                "delivery_id": job.webhook_id,
-                "call_id": job.call_id,
-                "seq": job.seq,
-                "url_host": job.host,
-                "status": result.status,
-                "error": result.error_class,
-                "ms": round(result.latency_ms),
-                "outcome": outcome.value,
-                "lease_lost": not kept,
-            },
-        )
+    def _observe(self, done: list[tuple[outbox.Finished, AttemptResult]], kept: list[bool]) -> None:
+        """Metrics and the log line of the attempts a cycle recorded."""
+        results: Counter[str] = Counter()
+        outcomes: Counter[str] = Counter()
+        latency = self.metrics.latency
+        for finished, result in done:
+            results[result_label(result.status, result.error_class)] += 1
+            latency.observe(result.latency_ms / 1000)
+            if finished.state != Outcome.RETRY:
+                outcomes[finished.state] += 1
+        for label, n in results.items():
+            self.metrics.attempts.labels(label).inc(n)
+        for label, n in outcomes.items():
+            self.metrics.deliveries.labels(label).inc(n)
+        if not log.isEnabledFor(logging.INFO):
+            return
+        for (finished, result), was_kept in zip(done, kept, strict=True):
+            job = finished.job
+            log.info(
+                "delivery attempt",
+                extra={
+                    "delivery_id": job.webhook_id,
+                    "call_id": job.call_id,
+                    "seq": job.seq,
+                    "url_host": job.host,
+                    "status": result.status,
+                    "error": result.error_class,
+                    "ms": round(result.latency_ms),
+                    "outcome": finished.state,
+                    "lease_lost": not was_kept,
+                },
+            )
 
     async def drain(self) -> None:
         """Wait for the requests in flight (used at shutdown)."""
         with contextlib.suppress(Exception):
-            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            await asyncio.gather(*self._lanes, return_exceptions=True)
 
 
 def _reason(decision: Decision, result: AttemptResult) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
@@ -146,7 +145,8 @@ def build_request(
     raise ValueError(f"method must be 0 (GET) or 1 (POST), not {method!r}")
 
 
-def _secret_key(secret: str) -> bytes:
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (decode it once, sign many messages with it)."""
     encoded = secret.removeprefix(SECRET_PREFIX)
     try:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
@@ -159,14 +159,21 @@ def _secret_key(secret: str) -> bytes:
 
 def sign(secret: str, webhook_id: str, timestamp: int, payload: str) -> str:
     """The Standard Webhooks signature ``v1,<base64>`` of one message."""
-    content = f"{webhook_id}.{timestamp}.{payload}".encode()
-    digest = hmac.new(_secret_key(secret), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
+    return sign_with((signing_key(secret),), webhook_id, timestamp, payload)
 
 
 def sign_all(secrets: Sequence[str], webhook_id: str, timestamp: int, payload: str) -> str:
     """One signature per secret, space separated (several while a secret is being rotated)."""
-    return " ".join(sign(secret, webhook_id, timestamp, payload) for secret in secrets)
+    return sign_with([signing_key(s) for s in secrets], webhook_id, timestamp, payload)
+
+
+def sign_with(keys: Sequence[bytes], webhook_id: str, timestamp: int, payload: str) -> str:
+    """``sign_all`` with the secrets' keys decoded already (``signing_key``)."""
+    content = f"{webhook_id}.{timestamp}.{payload}".encode()
+    return " ".join(
+        "v1," + base64.b64encode(hmac.digest(key, content, "sha256")).decode("ascii")
+        for key in keys
+    )
 
 
 def new_secret() -> str:

@@ -11,6 +11,7 @@ statements are the same as ``outbox``'s (same locks, same lease checks); the res
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,18 +21,25 @@ from typing import Any
 from callhook.store import bulk, outbox
 from callhook.store.sqlite_thread import SqliteThread
 
-#: outbox._claim_statement as SQLite runs it (``{skip}``: the hosts left out, if any)
-_CLAIM = (
-    "UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE deliveries.id IN ("
-    "SELECT cand.id FROM deliveries AS cand "
+#: the deliveries outbox._claim_statement would lease, as SQLite runs it (``{skip}``: the hosts
+#: left out, if any), in one row: a JSON array of their columns (through sqlite3 each row of a
+#: result is a step that gives the GIL up and takes it back, against the busy event loop)
+_DUE = (
+    "SELECT json_group_array(json_array(id, webhook_id, call_id, seq, event_type, extension, "
+    "app_id, method, url, host, payload, attempts, expires_at)) FROM ("
+    "SELECT cand.* FROM deliveries AS cand "
     "WHERE cand.state = 'pending' AND cand.next_at <= ? "
     "AND (cand.lease_until IS NULL OR cand.lease_until < ?) "
     "AND NOT (EXISTS (SELECT 1 FROM deliveries AS earlier "
     "WHERE earlier.order_key = cand.order_key AND earlier.id < cand.id "
     "AND coalesce(earlier.state, '') = 'pending')){skip} "
-    "ORDER BY cand.next_at, cand.id LIMIT ?) "
-    "RETURNING id, webhook_id, call_id, seq, event_type, extension, app_id, method, url, host, "
-    "payload, attempts, expires_at"
+    "ORDER BY cand.next_at, cand.id LIMIT ?)"
+)
+#: then their leases (the cycle holds the write lock since its BEGIN IMMEDIATE: nothing else
+#: writes between the two statements)
+_LEASE = (
+    "UPDATE deliveries SET lease_until = ?, lease_owner = ? "
+    "WHERE id IN (SELECT value FROM json_each(?))"
 )
 
 _RELEASE = (
@@ -167,13 +175,17 @@ def _claim(conn: sqlite3.Connection, owner: str, wanted: ClaimWanted) -> list[ou
     skip = ""
     if wanted.skip_hosts:
         skip = f" AND cand.host NOT IN ({', '.join('?' for _ in wanted.skip_hosts)})"
-    params: list[Any] = [_stamp(wanted.now + wanted.lease), owner, now, now]
-    params += [*wanted.skip_hosts, wanted.limit]
-    rows = conn.execute(_CLAIM.format(skip=skip), params).fetchall()
+    params: list[Any] = [now, now, *wanted.skip_hosts, wanted.limit]
+    (found,) = conn.execute(_DUE.format(skip=skip), params).fetchone()
+    rows = json.loads(found)
+    if not rows:
+        return []
+    ids = json.dumps([row[0] for row in rows])
+    conn.execute(_LEASE, (_stamp(wanted.now + wanted.lease), owner, ids))
     return sorted((_job(row) for row in rows), key=lambda job: job.id)
 
 
-def _job(row: tuple[Any, ...]) -> outbox.Job:
+def _job(row: list[Any]) -> outbox.Job:
     id_, webhook_id, call_id, seq, event_type, extension, app_id, method, url, host = row[:10]
     payload, attempts, expires_at = row[10:]
     return outbox.Job(
