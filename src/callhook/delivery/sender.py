@@ -155,7 +155,9 @@ class Sender:
                 allow_redirects=False,
                 timeout=self._timeout(timeouts),
             ) as response:
-                snippet, body_error = await _read_snippet(response)
+                snippet, body_error = "", None
+                if response.status != 204 and response.content_length != 0:
+                    snippet, body_error = await _read_snippet(response)
                 return AttemptResult(
                     status=response.status,
                     error_class=None,

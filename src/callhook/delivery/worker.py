@@ -405,7 +405,11 @@ class Worker:
         url, timeouts = self._split(job.url)
         now = self.clock()
         stamp = int(now.timestamp())
-        keys = await self._keys(job.app_id, now)
+        cached = self._secrets.get(job.app_id)
+        if cached is not None and cached[0] > time.monotonic():
+            keys = cached[1]
+        else:
+            keys = await self._keys(job.app_id, now)
         request = build_request(
             job.method,
             url,
