@@ -18,6 +18,7 @@ process's writers of this file take turns (``database.write_turn``).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -72,18 +73,29 @@ class SqliteUapiStore:
         self.cache.set_enabled(True)
         self._data_version: int | None = None
         self._versions: dict[str, int] = {}
+        #: the database was looked at in this turn of the event loop
+        self._looked = False
         self._writer: SqliteThread | None = None
         self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
 
     def _read(self) -> sqlite3.Connection:
         """The reading connection, after dropping what was kept if the directory or the rules
-        changed since the last look."""
+        changed since the last look.
+
+        The look is taken once per turn of the event loop: the lookups of a request never
+        wait (they run synchronously), so all of them, and those of the other requests run in
+        the same turn (received before it began), see the database as of that turn's look.
+        """
         conn = self._reader
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={READ_BUSY_MS}")
             conn.execute("PRAGMA query_only=ON")
             self._reader = conn
+        if self._looked:
+            return conn
+        self._looked = True
+        asyncio.get_running_loop().call_soon(self._look_again)
         seen = conn.execute("PRAGMA data_version").fetchone()[0]
         if seen != self._data_version:
             versions = dict(conn.execute(_VERSIONS).fetchall())
@@ -94,6 +106,9 @@ class SqliteUapiStore:
                 self.cache.drop("rules")
             self._versions = versions
         return conn
+
+    def _look_again(self) -> None:
+        self._looked = False
 
     def _lookup(
         self,
