@@ -30,6 +30,7 @@ from callhook.domain.phone_call_events import (
     new_event_id,
     parse_type,
     render,
+    render_all,
     validate_create,
     validate_update,
 )
@@ -260,8 +261,7 @@ class Service:
         else:
             target = await self._target(ConnLookup(conn), who, user_text, ext_text)
             found = await self._select(conn, target, path_type, event_id)
-        base = target.base(origin)
-        records = [render(e, f"{base}/{e.type.value}/{e.id}") for e in found]
+        records = render_all(found, target.base(origin))
         page = listing.paginate(records, query)
         return listing.render_page(page, origin + request_path, params, query.count)
 

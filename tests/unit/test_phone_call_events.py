@@ -15,6 +15,7 @@ from callhook.domain.phone_call_events import (
     check_url,
     new_event_id,
     render,
+    render_all,
     validate_create,
     validate_update,
 )
@@ -121,3 +122,23 @@ def test_ids_skip_the_random_bytes_that_would_bias_the_alphabet() -> None:
     made = new_event_id(randbytes=lambda _n: next(chunks))
     # 255 and 248 are dropped; 0 -> "a", 61 -> "9", 62 -> "a"; then zeros ("a")
     assert made == "a9a" + "a" * 27
+
+
+def test_render_all_is_render_of_each_with_its_link() -> None:
+    moment = datetime(2026, 11, 27, 18, 16, 12, 345678, tzinfo=UTC)
+    events = [
+        PhoneCallEvent(
+            f"{n:030d}",
+            7,
+            EventType(n % 5),
+            n % 2,
+            f"https://h/{n}",
+            (n + 1) % 2,
+            "ünï" * n,
+            moment,
+        )
+        for n in range(6)
+    ]
+    base = "https://callhook.test/uapi/extensions/@me/0003*210/phoneCallEvents"
+    assert render_all(events, base) == [render(e, f"{base}/{e.type.value}/{e.id}") for e in events]
+    assert render_all([], base) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import IntEnum
@@ -235,3 +235,25 @@ def render(event: PhoneCallEvent, self_link: str) -> dict[str, Any]:
         "modified": format_modified(event.modified),
         "links": {"self": self_link},
     }
+
+
+_DIGIT = ("0", "1")
+
+
+def render_all(events: Iterable[PhoneCallEvent], base: str) -> list[dict[str, Any]]:
+    """``render`` of each event, its self link ``base/TYPE/ID`` (a List renders many: this is
+    the same in one loop)."""
+    types, modified = _TYPE_TEXT, format_modified
+    return [
+        {
+            "type": (kind := types[e.type]),
+            "id": e.id,
+            "method": _DIGIT[e.method] if 0 <= e.method <= 1 else str(e.method),
+            "note": e.note,
+            "url": e.url,
+            "status": _DIGIT[e.status] if 0 <= e.status <= 1 else str(e.status),
+            "modified": modified(e.modified),
+            "links": {"self": f"{base}/{kind}/{e.id}"},
+        }
+        for e in events
+    ]
