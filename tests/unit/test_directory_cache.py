@@ -60,7 +60,17 @@ def test_bounded() -> None:
         cache.put("account", n, n, cache.generation)
     assert len(cache) <= 3
     assert cache.get("account", 3) == 3
-    for n in range(5):
-        cache.put(("rules", n), None, (n,), cache.generation)
-    assert cache.get(("rules", 4), None) == (4,)
-    assert len(cache) <= 4
+
+
+def test_limits_per_kind_and_on_the_number_of_kinds() -> None:
+    cache = DirectoryCache(max_kinds=3, limits={"rules": 2})
+    cache.set_enabled(True)
+    for n in range(3):
+        cache.put("rules", n, (n,), cache.generation)
+        cache.put("token", n, n, cache.generation)
+    assert len([n for n in range(3) if cache.get("rules", n) is not None]) <= 2
+    assert all(cache.get("token", n) == n for n in range(3))
+    cache.put(("rules", 1), None, (1,), cache.generation)
+    cache.put(("rules", 2), None, (2,), cache.generation)  # a fourth kind: all emptied
+    assert cache.get(("rules", 2), None) == (2,)
+    assert cache.get("token", 0) is None

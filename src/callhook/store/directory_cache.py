@@ -17,11 +17,22 @@ from typing import Any
 #: entries of one kind at most; past that the kind is emptied (a directory that large is
 #: looked up from the database, still correctly)
 MAX_ENTRIES = 100_000
+#: kinds at most (one per extension for the rules on PostgreSQL); past that all is emptied
+MAX_KINDS = 2_000
 
 
 class DirectoryCache:
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        *,
+        max_kinds: int = MAX_KINDS,
+        limits: dict[Any, int] | None = None,
+    ) -> None:
+        """``limits``: a smaller ``max_entries`` for some kinds."""
         self.max_entries = max_entries
+        self.max_kinds = max_kinds
+        self.limits = limits or {}
         self.generation = 0
         self.enabled = False
         self.flushes = 0
@@ -35,10 +46,10 @@ class DirectoryCache:
         """Keep ``value`` if the cache is on and nothing changed since ``generation`` was taken."""
         if not self.enabled or generation != self.generation or value is None:
             return
-        if kind not in self._maps and len(self._maps) >= self.max_entries:
+        if kind not in self._maps and len(self._maps) >= self.max_kinds:
             self._maps = {}
         entries = self._maps.setdefault(kind, {})
-        if len(entries) >= self.max_entries:
+        if len(entries) >= self.limits.get(kind, self.max_entries):
             entries.clear()
         entries[key] = value
 

@@ -38,6 +38,7 @@ from callhook.store.uapi_store import (
     FIND_EXTENSION_IN_ORG,
     GET_ACCOUNT,
     INSERT_EVENT,
+    MAX_KEPT_RULES,
     ExtensionGone,
     account_of,
     event_of,
@@ -159,12 +160,14 @@ class PostgresUapiStore:
     async def find_events(
         self, extension_id: int, etype: EventType | None, event_id: str | None
     ) -> list[PhoneCallEvent]:
-        async def load() -> tuple[PhoneCallEvent, ...]:
+        kind, key = ("rules", extension_id), (etype, event_id)
+        found: tuple[PhoneCallEvent, ...] | None = self.cache.get(kind, key)
+        if found is None:
+            generation = self.cache.generation
             sql, params = events_params(extension_id, etype, event_id)
-            return tuple(event_of(row, moment) for row in await self._fetch(sql, *params))
-
-        kind = ("rules", extension_id)
-        found: tuple[PhoneCallEvent, ...] = await self._cached(kind, (etype, event_id), load)
+            found = tuple(event_of(row, moment) for row in await self._fetch(sql, *params))
+            if len(found) <= MAX_KEPT_RULES:
+                self.cache.put(kind, key, found, generation)
         return list(found)
 
     async def insert_event(self, event: PhoneCallEvent, app_id: int) -> None:

@@ -40,6 +40,8 @@ from callhook.store.uapi_store import (
     FIND_EXTENSION,
     FIND_EXTENSION_IN_ORG,
     GET_ACCOUNT,
+    MAX_KEPT_RULES,
+    MAX_RULE_LISTS,
     ExtensionGone,
     account_of,
     event_of,
@@ -69,7 +71,7 @@ class SqliteUapiStore:
         self.engine = engine
         self.path = path
         self._reader: sqlite3.Connection | None = None
-        self.cache = DirectoryCache()
+        self.cache = DirectoryCache(limits={"rules": MAX_RULE_LISTS})
         self.cache.set_enabled(True)
         self._data_version: int | None = None
         self._versions: dict[str, int] = {}
@@ -165,7 +167,8 @@ class SqliteUapiStore:
             generation = self.cache.generation
             sql, params = events_params(extension_id, etype, event_id)
             found = tuple(event_of(row, moment) for row in conn.execute(sql, params))
-            self.cache.put("rules", key, found, generation)
+            if len(found) <= MAX_KEPT_RULES:
+                self.cache.put("rules", key, found, generation)
         return list(found)
 
     async def insert_event(self, event: PhoneCallEvent, app_id: int) -> None:

@@ -186,6 +186,13 @@ INSERT_EVENT = (
 )
 
 
+#: a List's rules are kept only when an extension has this many at most (more are read each
+#: time: the memory they would take is not worth it)
+MAX_KEPT_RULES = 100
+#: rules lists kept at most (SQLite: one per extension, type and id asked for)
+MAX_RULE_LISTS = 2_000
+
+
 def events_params(
     extension_id: int, etype: EventType | None, event_id: str | None
 ) -> tuple[str, tuple[object, ...]]:
