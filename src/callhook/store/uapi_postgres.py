@@ -68,9 +68,21 @@ def moment(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-async def _connect(dsn: str) -> asyncpg.Connection:
+#: what SQLAlchemy's asyncpg dialect takes from a URL for itself, not for asyncpg.connect
+_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+def connect_options(engine: AsyncEngine) -> dict[str, Any]:
+    """asyncpg.connect's arguments for the engine's database, as the engine itself connects
+    (host, port, user, password, database, ssl... from the URL and its query)."""
+    args, options = engine.dialect.create_connect_args(engine.url)
+    assert not args
+    return {k: v for k, v in options.items() if k not in _DIALECT_ONLY}
+
+
+async def _connect(options: dict[str, Any]) -> asyncpg.Connection:
     """A connection; cancelled meanwhile, the connection being made is closed, not leaked."""
-    connecting = asyncio.ensure_future(asyncpg.connect(dsn))
+    connecting = asyncio.ensure_future(asyncpg.connect(**options))
     try:
         return await asyncio.shield(connecting)
     except asyncio.CancelledError:
@@ -91,7 +103,7 @@ def _setter(event: asyncio.Event) -> Callable[[Any], None]:
 
 class PostgresUapiStore:
     def __init__(self, engine: AsyncEngine) -> None:
-        self.dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.options = connect_options(engine)
         self.cache = DirectoryCache()
         self._pool: asyncpg.Pool | None = None
         self._starting = asyncio.Lock()
@@ -105,7 +117,7 @@ class PostgresUapiStore:
         async with self._starting:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=POOL_SIZE, reset=_unchanged
+                    **self.options, min_size=1, max_size=POOL_SIZE, reset=_unchanged
                 )
                 self._listener = asyncio.create_task(self._listen(), name="callhook-uapi-listen")
         return self._pool
@@ -213,7 +225,7 @@ class PostgresUapiStore:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await _connect(self.dsn)
+                conn = await _connect(self.options)
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 # through a lambda: the method is looked up on each notice (tests replace it)
