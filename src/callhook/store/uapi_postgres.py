@@ -91,12 +91,6 @@ async def _connect(options: dict[str, Any]) -> asyncpg.Connection:
         raise
 
 
-async def _unchanged(_conn: asyncpg.Connection) -> None:
-    """A connection given back to the pool needs no reset query (asyncpg's default sends
-    ``RESET ALL``, ``UNLISTEN *``... a round trip per release): the statements here change no
-    session state, and asyncpg still rolls back a transaction left open."""
-
-
 def _setter(event: asyncio.Event) -> Callable[[Any], None]:
     return lambda _conn: event.set()
 
@@ -117,7 +111,7 @@ class PostgresUapiStore:
         async with self._starting:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    **self.options, min_size=1, max_size=POOL_SIZE, reset=_unchanged
+                    **self.options, min_size=1, max_size=POOL_SIZE
                 )
                 self._listener = asyncio.create_task(self._listen(), name="callhook-uapi-listen")
         return self._pool
