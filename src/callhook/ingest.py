@@ -14,6 +14,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
@@ -48,8 +49,10 @@ def new_webhook_id() -> str:
     return "msg_" + "".join(chars)
 
 
+@lru_cache(maxsize=4096)
 def receiver_key(url: str) -> str:
-    """host:port, the unit of isolation: the concurrency cap and the breaker are per receiver."""
+    """host:port, the unit of isolation: the concurrency cap and the breaker are per receiver
+    (kept for the URLs seen lately: a rule's URL makes many deliveries)."""
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -425,15 +425,17 @@ def parse_event(doc: Any, where: str = "") -> CallEvent:
     unknown = sorted(set(doc) - _COMMON - _EVENT_FIELDS[kind])
     if unknown:
         raise EventInvalid(f"{where}{unknown[0]}: not a field of a {kind.value} event")
-    event = CallEvent(
-        event_id=_required(doc, "event_id", where),
-        call_id=_required(doc, "call_id", where),
-        kind=kind,
-        time=_time(doc, where),
-    )
+    # the fields in the order they are checked (an error names the first bad one); the event
+    # is built once (each dataclasses.replace built it anew)
+    event_id = _required(doc, "event_id", where)
+    call_id = _required(doc, "call_id", where)
+    time = _time(doc, where)
     if kind is Kind.STARTED:
-        return replace(
-            event,
+        return CallEvent(
+            event_id,
+            call_id,
+            kind,
+            time,
             caller=_party(doc, "caller", where),
             callee=_party(doc, "callee", where),
             did=_text(doc, "did", where),
@@ -441,20 +443,27 @@ def parse_event(doc: Any, where: str = "") -> CallEvent:
             api_id=_text(doc, "api_id", where),
         )
     if kind is Kind.ENDED:
-        event = replace(event, reconstructed=_text(doc, "reconstructed", where))
+        reconstructed = _text(doc, "reconstructed", where)
         disposition = _text(doc, "disposition", where)
-        if disposition is None:
-            # decided by the call: ANSWER if it was answered, else UNKNOWN
-            return event
-        if disposition.upper() not in DISPOSITIONS:
-            raise EventInvalid(
-                f"{where}disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}"
-            )
-        return replace(event, disposition=disposition.upper())
+        if disposition is not None:
+            if disposition.upper() not in DISPOSITIONS:
+                raise EventInvalid(
+                    f"{where}disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}"
+                )
+            disposition = disposition.upper()
+        # no disposition: decided by the call (ANSWER if it was answered, else UNKNOWN)
+        return CallEvent(
+            event_id,
+            call_id,
+            kind,
+            time,
+            disposition=disposition,
+            reconstructed=reconstructed,
+        )
     ext = _extension(_text(doc, "extension", where), f"{where}extension")
     if kind is Kind.RINGING and ext is None:
         raise EventInvalid(f"{where}extension: required (the extension that rings)")
-    return replace(event, extension=ext)
+    return CallEvent(event_id, call_id, kind, time, extension=ext)
 
 
 MAX_BATCH = 1000
