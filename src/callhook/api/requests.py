@@ -17,8 +17,22 @@ MAX_JSON = 64 * 1024
 MAX_BODY = 1024 * 1024
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """The first value of the header ``name`` (lower case), as ``request.headers.get`` gives
+    it, read straight from the scope (without building the request's ``Headers``)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+def _content_type(request: Request) -> str:
+    return (header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
+
+
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit // 1024} KiB.")
     chunks: list[bytes] = []
@@ -61,7 +75,7 @@ def _has_lone_surrogate(value: Any) -> bool:
 async def json_value(request: Request, limit: int = MAX_JSON, what: str = "a JSON object") -> Any:
     """The body as JSON (any value), or a request_invalid error that says what is wrong."""
     raw = await read_body(request)
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    ctype = _content_type(request)
     if ctype != "application/json" and not (
         ctype.startswith("application/") and ctype.endswith("+json")
     ):
@@ -81,7 +95,8 @@ async def json_value(request: Request, limit: int = MAX_JSON, what: str = "a JSO
         value = json.loads(text, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise RequestInvalid(f"The body is not valid JSON: {exc}.") from None
-    if _has_lone_surrogate(value):
+    # a lone surrogate can only come from a \\u escape (UTF-8 text holds none)
+    if "\\u" in text and _has_lone_surrogate(value):
         raise RequestInvalid(
             "The body contains an unpaired UTF-16 surrogate escape (such as \\ud800), "
             "which is not Unicode text."
@@ -99,7 +114,7 @@ async def json_object(request: Request) -> dict[str, Any]:
 
 async def form_fields(request: Request) -> dict[str, str]:
     """An application/x-www-form-urlencoded body as a dict (OAuth endpoints)."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    ctype = _content_type(request)
     try:
         raw = await read_body(request, MAX_JSON)
     except PayloadTooLarge:
@@ -123,8 +138,7 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    scheme, _, value = (header(request, b"authorization") or "").partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
@@ -142,9 +156,9 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.strip().partition(" ")
+    given = header(request, b"authorization")
+    if given is not None:
+        scheme, _, token = given.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("The Authorization header must be 'Bearer TOKEN'.")
         return token.strip()
@@ -166,7 +180,7 @@ def origin(request: Request, public_url: str) -> str:
     it, without building the whole URL when the Host header is a plain host[:port]."""
     if public_url:
         return public_url
-    host = request.headers.get("host")
+    host = header(request, b"host")
     plain = _PLAIN_HOST.fullmatch(host) if host is not None else None
     if plain is not None and (plain[1] is None or int(plain[1]) <= 65535):
         scheme: str = request.scope.get("scheme", "http")

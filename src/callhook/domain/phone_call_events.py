@@ -50,6 +50,8 @@ FIELDS = ("type", "id", "method", "note", "url", "status", "modified", "links")
 # RFC 3986: unreserved, reserved (gen-delims and sub-delims) and "%" for pct-encoding
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
 _BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+#: the strings a small number may be given as (one ASCII digit)
+_DIGITS = frozenset("0123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,7 @@ def _small_int(value: Any, allowed: range, error: type[ServiceError], what: str)
         raise error(f"{what} must be one of {_spell(allowed)}, not a boolean.")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]", value):
+    elif isinstance(value, str) and value in _DIGITS:
         number = int(value)
     else:
         raise error(
@@ -120,6 +122,14 @@ def parse_type(value: Any, error: type[ServiceError] = TypeInvalid) -> EventType
 def check_url(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise UrlInvalid("url is required and must be a string.")
+    return _check_url_text(str(value))
+
+
+@lru_cache(maxsize=4096)
+def _check_url_text(value: str) -> str:
+    """``check_url`` of a non-empty string: a function of the text alone, so kept for the
+    URLs seen last (clients create rules for the same few URLs; a refused one is judged again
+    each time, as ``lru_cache`` keeps no exception)."""
     if len(value) > MAX_URL:
         raise UrlInvalid(f"url is {len(value)} characters long; the limit is {MAX_URL}.")
     if not _URL_CHARS.fullmatch(value) or _BAD_PCT.search(value):
