@@ -1,8 +1,10 @@
 """The UnifiedAPI's hot path on PostgreSQL, straight through asyncpg.
 
 Its statements run on a small asyncpg pool of its own, prepared once per connection (asyncpg's
-statement cache): a List is one round trip for the rules, a Create one INSERT, with no pool
-pre-ping and no row processing by SQLAlchemy.
+statement cache): a List is one round trip for the rules, with no pool pre-ping and no row
+processing by SQLAlchemy. Creates are group-committed: the rules of the Creates that arrive
+while one INSERT commits go in the next, one statement (arrays, ``unnest``) committed
+``synchronous_commit=on`` for them all; each Create is answered once its rule is committed.
 
 Tokens (by hash), accounts, extensions and each extension's rules are cached in the process
 (``DirectoryCache``). Migration 0005 makes every change to accounts, extensions, apps and to
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -32,6 +34,7 @@ from callhook.domain.accounts import Account, Extension
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent
 from callhook.store.credentials import TokenRecord
 from callhook.store.directory_cache import DirectoryCache
+from callhook.store.group_commit import GroupCommit
 from callhook.store.uapi_store import (
     FIND_ACCESS,
     FIND_EXTENSION,
@@ -55,6 +58,13 @@ PING_SECONDS = 5.0
 POOL_SIZE = 10
 #: between two tries to listen again
 RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+#: several Creates' rules in one INSERT, one array per column (``INSERT_EVENT``'s columns)
+INSERT_EVENTS = (
+    "INSERT INTO phone_call_events "
+    "(id, extension_id, type, method, url, status, note, modified, app_id) "
+    "SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::smallint[], $4::smallint[], "
+    "$5::text[], $6::smallint[], $7::text[], $8::timestamptz[], $9::bigint[])"
+)
 
 
 @lru_cache(maxsize=64)
@@ -104,6 +114,8 @@ class PostgresUapiStore:
         self._listener: asyncio.Task[None] | None = None
         #: set while LISTEN is in place (for tests and the status)
         self.listening = asyncio.Event()
+        #: Creates that arrive while a commit runs are inserted together by the next one
+        self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
 
     async def _ready(self) -> asyncpg.Pool:
         if self._pool is not None:
@@ -177,25 +189,36 @@ class PostgresUapiStore:
         return list(found)
 
     async def insert_event(self, event: PhoneCallEvent, app_id: int) -> None:
-        pool = await self._ready()
+        row = (
+            event.id,
+            event.extension_id,
+            int(event.type),
+            event.method,
+            event.url,
+            event.status,
+            event.note,
+            event.modified,
+            app_id,
+        )
         try:
-            async with pool.acquire() as conn:
-                await conn.execute(
-                    numbered(INSERT_EVENT),
-                    event.id,
-                    event.extension_id,
-                    int(event.type),
-                    event.method,
-                    event.url,
-                    event.status,
-                    event.note,
-                    event.modified,
-                    app_id,
-                )
+            await self._group.submit(row)
         except asyncpg.ForeignKeyViolationError:
             raise ExtensionGone(event.extension_id) from None
         # the 201 that follows must be seen by this process's next List, notice or not
         self.rules_changed(event.extension_id)
+
+    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> list[None]:
+        """The rules of the Creates waiting, in one statement and one commit (a group that
+        fails is retried rule by rule by ``GroupCommit``, so one rule whose extension is gone
+        fails only its own Create)."""
+        pool = await self._ready()
+        async with pool.acquire() as conn:
+            if len(rows) == 1:
+                await conn.execute(numbered(INSERT_EVENT), *rows[0])
+            else:
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                await conn.execute(INSERT_EVENTS, *columns)
+        return [None] * len(rows)
 
     def rules_changed(self, extension_id: int) -> None:
         self.cache.drop(("rules", extension_id))

@@ -1,0 +1,51 @@
+"""The UnifiedAPI's store (store.uapi_store) on every engine: Creates that arrive together are
+committed together, and one whose extension is gone fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from callhook.domain.phone_call_events import EventType, PhoneCallEvent, new_event_id
+from callhook.store.uapi_store import ExtensionGone
+from callhook.wiring import Components
+
+pytestmark = pytest.mark.usefixtures("world")
+
+GONE = 999_999
+
+
+def _event(extension_id: int, n: int) -> PhoneCallEvent:
+    return PhoneCallEvent(
+        id=new_event_id(),
+        extension_id=extension_id,
+        type=EventType(n % 5),
+        method=n % 2,
+        url=f"https://crm.example.com/hook/{n}",
+        status=1,
+        note=f"note {n}",
+        modified=datetime(2026, 11, 28, 6, 0, n, tzinfo=UTC),
+    )
+
+
+async def test_creates_together_are_committed_and_a_gone_extension_fails_alone(
+    components: Components,
+) -> None:
+    async with components.engine.connect() as conn:
+        extension_id = (await conn.execute(text("SELECT min(id) FROM extensions"))).scalar_one()
+    store = components.service.store
+    events = [_event(GONE if n == 3 else extension_id, n) for n in range(8)]
+    # submitted in one turn of the event loop: one group on the engines that group them
+    results = await asyncio.gather(
+        *(store.insert_event(e, app_id=1) for e in events), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 3 + ["ExtensionGone"] + [
+        "NoneType"
+    ] * 4
+    assert isinstance(results[3], ExtensionGone)
+    kept = [e for e in events if e.extension_id == extension_id]
+    found = await store.find_events(extension_id, None, None)
+    assert sorted(found, key=lambda e: e.id) == sorted(kept, key=lambda e: e.id)
