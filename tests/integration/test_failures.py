@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from callhook.config import Settings
@@ -47,3 +49,25 @@ async def test_unexpected_errors_are_500_without_details(
     assert "request id" in message
     assert "phone_call_events" not in response.text
     assert "Traceback" not in response.text
+
+
+async def test_an_unexpected_error_on_the_uapi_is_logged_once_with_its_request_id(
+    client: httpx.AsyncClient,
+    world: World,
+    components: Components,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PhoneCallEvents requests go around Starlette's middleware (api.app.HotRoutes): what
+    they cannot handle is still answered and logged as ``CatchAll`` does it."""
+    headers = await world.auth("org")
+    async with components.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE phone_call_events"))
+    with caplog.at_level(logging.ERROR):
+        response = await client.post(
+            LIST, headers=headers, json={"type": 0, "url": "https://crm.example.com/hook"}
+        )
+    assert error_of(response) == (500, "internal_server_error")
+    logged = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
+    assert len(logged) == 1
+    request_id = response.json()["error"]["message"].split("request id ")[1].rstrip(").")
+    assert f"request_id={request_id}" in logged[0].getMessage()
