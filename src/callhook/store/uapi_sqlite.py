@@ -33,8 +33,8 @@ from callhook.store import bulk
 from callhook.store.credentials import TokenRecord
 from callhook.store.database import write_turn
 from callhook.store.directory_cache import DirectoryCache
-from callhook.store.group_commit import GroupCommit
 from callhook.store.sqlite_thread import SqliteThread
+from callhook.store.uapi_group import CreateGroup
 from callhook.store.uapi_store import (
     FIND_ACCESS,
     FIND_EXTENSION,
@@ -78,7 +78,7 @@ class SqliteUapiStore:
         #: the database was looked at in this turn of the event loop
         self._looked = False
         self._writer: SqliteThread | None = None
-        self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
+        self._group: CreateGroup[tuple[Any, ...]] = CreateGroup(self._commit)
 
     def _read(self) -> sqlite3.Connection:
         """The reading connection, after dropping what was kept if the directory or the rules
@@ -190,7 +190,7 @@ class SqliteUapiStore:
             # extension's foreign key: the extension was deleted since it was resolved
             raise ExtensionGone(event.extension_id) from None
 
-    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> list[None]:
+    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if self._writer is None:
             self._writer = SqliteThread(self.path, synchronous="FULL", name="callhook-uapi")
         statements = [
@@ -207,7 +207,6 @@ class SqliteUapiStore:
 
         async with write_turn(self.engine):
             await self._writer.transaction(work)
-        return [None] * len(rows)
 
     def directory_changed(self) -> None:
         """Nothing to do: the change was committed by another connection, which the reading

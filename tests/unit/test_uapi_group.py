@@ -1,0 +1,93 @@
+"""store.uapi_group: Creates that arrive together are committed together and answered from one
+future; a bad one fails alone; a Create cancelled while it waits does not cancel the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from callhook.store.uapi_group import CreateGroup
+
+
+class Bad(Exception):
+    pass
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.commits: list[list[int]] = []
+        self.gate: asyncio.Event | None = None
+
+    async def commit_all(self, items: Sequence[int]) -> None:
+        self.commits.append(list(items))
+        if self.gate is not None:
+            await self.gate.wait()
+        if any(item < 0 for item in items):
+            raise Bad(items)
+
+
+async def test_items_of_one_turn_are_one_commit_and_the_next_ones_the_next() -> None:
+    rec = Recorder()
+    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    rec.gate = asyncio.Event()
+    first = [asyncio.ensure_future(group.submit(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    # the first group is committing: these wait for the next commit
+    second = [asyncio.ensure_future(group.submit(n)) for n in range(10, 12)]
+    await asyncio.sleep(0)
+    assert rec.commits == [[0, 1, 2]]
+    rec.gate.set()
+    assert await asyncio.gather(*first, *second) == [None] * 5
+    assert rec.commits == [[0, 1, 2], [10, 11]]
+
+
+async def test_a_bad_item_fails_only_its_own_submit() -> None:
+    rec = Recorder()
+    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    results = await asyncio.gather(*(group.submit(n) for n in (1, -2, 3)), return_exceptions=True)
+    assert results[0] is None
+    assert results[2] is None
+    assert isinstance(results[1], Bad)
+    assert results[1].args == ([-2],)
+    assert rec.commits == [[1, -2, 3], [1], [-2], [3]]
+    # alone, a bad item fails with its own commit's error
+    with pytest.raises(Bad):
+        await group.submit(-4)
+
+
+async def test_a_cancelled_submit_does_not_cancel_its_group() -> None:
+    rec = Recorder()
+    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    rec.gate = asyncio.Event()
+    waiting = [asyncio.ensure_future(group.submit(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    waiting[1].cancel()
+    await asyncio.sleep(0)
+    # the cancellation comes once the commit is done, not before
+    assert not waiting[1].done()
+    rec.gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert results[0] is None
+    assert results[2] is None
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert rec.commits == [[0, 1, 2]]
+
+
+async def test_a_commit_cancelled_fails_its_group_and_the_next_submit_starts_anew() -> None:
+    rec = Recorder()
+    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    rec.gate = asyncio.Event()
+    waiting = [asyncio.ensure_future(group.submit(n)) for n in range(2)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert group._committer is not None
+    group._committer.cancel()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    rec.gate.set()
+    await group.submit(5)
+    assert rec.commits == [[0, 1], [5]]
