@@ -93,3 +93,35 @@ async def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
         await thread.transaction(work)
     assert _count(path) == 0
     await thread.close()
+
+
+async def test_a_prepared_transaction_reads_outside_then_writes_inside_one_hop(
+    tmp_path: Path,
+) -> None:
+    """``prepare`` runs before the write lock is taken (another connection may hold it), its
+    result goes to ``work`` in the write transaction, both on the thread's one connection."""
+    path = tmp_path / "t.db"
+    _table(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    thread = SqliteThread(str(path), synchronous="FULL", name="test-sqlite")
+    seen: list[tuple[str, bool, int]] = []
+
+    def prepare(conn: sqlite3.Connection) -> int:
+        seen.append(("prepare", conn.in_transaction, threading.get_ident()))
+        count = int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+        other.execute("COMMIT")  # the read did not wait for the other's write lock
+        return count
+
+    def work(conn: sqlite3.Connection, before: int) -> tuple[int, int]:
+        seen.append(("work", conn.in_transaction, threading.get_ident()))
+        conn.execute("INSERT INTO t VALUES (2)")
+        return before, int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+
+    assert await thread.prepared_transaction(prepare, work) == (0, 2)
+    assert [(step, inside) for step, inside, _ in seen] == [("prepare", False), ("work", True)]
+    assert len({ident for _, _, ident in seen}) == 1
+    assert _count(path) == 2
+    other.close()
+    await thread.close()

@@ -15,9 +15,10 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 R = TypeVar("R")
+P = TypeVar("P")
 
 #: seconds to wait for the write lock at most, and between two tries
 BUSY_TIMEOUT = 10.0
@@ -41,10 +42,22 @@ class SqliteThread:
         thread and may commit, and what it wrote must not be written again; the cancellation
         comes back at the caller's next await.
         """
+        return await self._hop(self._transaction, work)
+
+    async def prepared_transaction(
+        self,
+        prepare: Callable[[sqlite3.Connection], P],
+        work: Callable[[sqlite3.Connection, P], R],
+    ) -> R:
+        """``prepare(conn)`` on the thread outside any transaction (reads that need not hold
+        the write lock), then ``work(conn, prepared)`` as ``transaction`` does: one hop."""
+        return await self._hop(self._prepared, prepare, work)
+
+    async def _hop(self, fn: Callable[..., R], *args: Any) -> R:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._transaction, work)
+        future = loop.run_in_executor(self._pool, fn, *args)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -97,6 +110,14 @@ class SqliteThread:
                 conn.execute("ROLLBACK")
             raise
         return done
+
+    def _prepared(
+        self,
+        prepare: Callable[[sqlite3.Connection], P],
+        work: Callable[[sqlite3.Connection, P], R],
+    ) -> R:
+        prepared = prepare(self._connect())
+        return self._transaction(lambda conn: work(conn, prepared))
 
 
 def begin(conn: sqlite3.Connection) -> None:
