@@ -75,6 +75,12 @@ class Result:
         }
 
 
+#: a commit group's calls by (source, call id)
+_Calls = dict[tuple[int, str], outbox.CallRow]
+#: per source of a group: its calls and its known event ids as read (ingest_sqlite)
+_Read = tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     source: Source
@@ -148,101 +154,108 @@ class Ingest:
         applied in memory; then the events, deliveries and calls written.
 
         PostgreSQL: all in one transaction, the calls locked first (FOR UPDATE, in one order,
-        so two processes committing the same calls cannot deadlock). SQLite: this committer is
-        the only writer of calls and events, so the reading and the work in memory happen
-        before the write transaction, which is short: the worker's claims and records (SQLite
-        has one writer at a time) wait only for the writing itself.
+        so two processes committing the same calls cannot deadlock). A SQLite file: reads,
+        work in memory and writes in one hop to ingest's thread, what was read checked again
+        under the write lock (``_commit_direct``). In-memory SQLite (tests): this committer is
+        the only writer of calls and events, so the reading happens before the write
+        transaction.
         """
         now = self.clock()
-        by_source: dict[int, set[str]] = {}
-        for pending in group:
-            by_source.setdefault(pending.source.id, set()).update(e.call_id for e in pending.events)
-        calls: dict[tuple[int, str], outbox.CallRow] = {}
-        if self.engine.dialect.name == "sqlite":
-            async with self.engine.connect() as conn:
-                for source_id, call_ids in sorted(by_source.items()):
-                    found = await outbox.find_calls(conn, source_id, list(call_ids))
-                    calls.update(((source_id, cid), row) for cid, row in found.items())
-                plan = await self._plan(conn, group, calls, now)
-            changed = [row for row in calls.values() if row.id]  # the new ones are inserted
-            new_calls = [
-                (source_id, {c: r for (s, c), r in calls.items() if s == source_id and not r.id})
-                for source_id in sorted(by_source)
-            ]
-            if self._direct is not None:
-                await self._write_direct(self._direct, new_calls, plan, changed, now)
-            else:
-                async with writing(self.engine) as conn:
-                    for source_id, new in new_calls:
-                        await outbox.insert_calls(conn, source_id, new, now)
-                    await self._write(conn, plan, changed, now)
+        if self._direct is not None:
+            plan = await self._commit_direct(self._direct, group, now)
+        elif self.engine.dialect.name == "sqlite":
+            plan = await self._commit_engine_sqlite(group, now)
         else:
+            by_source = _calls_by_source(group)
+            calls: dict[tuple[int, str], outbox.CallRow] = {}
             async with writing(self.engine) as conn:
                 for source_id, call_ids in sorted(by_source.items()):
                     locked = await outbox.lock_calls(conn, source_id, list(call_ids), now)
                     calls.update(((source_id, cid), row) for cid, row in locked.items())
-                plan = await self._plan(conn, group, calls, now)
+                seen = await _known(conn, group)
+                plan, applied = _apply(group, calls, seen)
+                rules = await outbox.rules_for_many(conn, set(_wanted(applied).values()))
+                plan.deliveries = self._deliveries(applied, rules, now)
                 await self._write(conn, plan, list(calls.values()), now)
         if plan.deliveries:
             self.wake()
         return plan.results
 
-    async def _write_direct(
-        self,
-        direct: SqliteThread,
-        new_calls: list[tuple[int, dict[str, outbox.CallRow]]],
-        plan: _Plan,
-        changed: list[outbox.CallRow],
-        now: datetime,
-    ) -> None:
-        """The write transaction in one hop to its thread (SQLite file). Cancelled meanwhile,
-        it still waits for the outcome: a group that committed is answered (its callers'
-        events must not be written again as new)."""
+    async def _commit_engine_sqlite(self, group: Sequence[_Pending], now: datetime) -> _Plan:
+        by_source = _calls_by_source(group)
+        calls: dict[tuple[int, str], outbox.CallRow] = {}
+        async with self.engine.connect() as conn:
+            for source_id, call_ids in sorted(by_source.items()):
+                found = await outbox.find_calls(conn, source_id, list(call_ids))
+                calls.update(((source_id, cid), row) for cid, row in found.items())
+            seen = await _known(conn, group)
+            plan, applied = _apply(group, calls, seen)
+            wanted = _wanted(applied)
+            rules = await outbox.rules_for_many(conn, set(wanted.values())) if wanted else {}
+            plan.deliveries = self._deliveries(applied, rules, now)
+        changed, new_calls = _split_calls(calls, by_source)
+        async with writing(self.engine) as conn:
+            for source_id, new in new_calls:
+                await outbox.insert_calls(conn, source_id, new, now)
+            await self._write(conn, plan, changed, now)
+        return plan
 
-        def work(conn: sqlite3.Connection) -> None:
-            ingest_sqlite.write(conn, new_calls, plan.events, plan.deliveries, changed, now)
+    async def _commit_direct(
+        self, direct: SqliteThread, group: Sequence[_Pending], now: datetime
+    ) -> _Plan:
+        """A SQLite file, in one hop to ingest's thread: the group's calls and known event ids
+        read, the events applied and the deliveries made (with the rules they need) before the
+        write lock is taken; then, in the write transaction (begun IMMEDIATE), the calls and
+        known ids read again and, if another writer of the file (another serve) changed them
+        meanwhile, the plan made again from what is now stored, before it is written. The
+        worker writes only deliveries and attempts. Cancelled meanwhile, it still waits for
+        the outcome: a group that committed is answered (its callers' events must not be
+        written again as new)."""
+        sources = sorted(_calls_by_source(group).items())
+        event_ids = {
+            source_id: [e.event_id for p in group if p.source.id == source_id for e in p.events]
+            for source_id, _ in sources
+        }
+        rules: dict[outbox.RuleKey, list[outbox.Rule]] = {}
+
+        def read(conn: sqlite3.Connection) -> _Read:
+            return tuple(
+                (
+                    ingest_sqlite.calls_text(conn, source_id, call_ids),
+                    ingest_sqlite.known_text(conn, source_id, event_ids[source_id]),
+                )
+                for source_id, call_ids in sources
+            )
+
+        def plan(conn: sqlite3.Connection, texts: _Read) -> tuple[_Plan, _Calls]:
+            calls: _Calls = {}
+            seen: set[tuple[int, str]] = set()
+            for (source_id, _), (calls_text, known_text) in zip(sources, texts, strict=True):
+                found = ingest_sqlite.parse_calls(calls_text)
+                calls.update(((source_id, cid), row) for cid, row in found.items())
+                seen.update((source_id, e) for e in ingest_sqlite.parse_known(known_text))
+            made, applied = _apply(group, calls, seen)
+            missing = set(_wanted(applied).values()) - rules.keys()
+            if missing:
+                rules.update(ingest_sqlite.rules_for_many(conn, missing))
+            made.deliveries = self._deliveries(applied, rules, now)
+            return made, calls
+
+        def prepare(conn: sqlite3.Connection) -> tuple[_Read, _Plan, _Calls]:
+            texts = read(conn)
+            return (texts, *plan(conn, texts))
+
+        def work(conn: sqlite3.Connection, prepared: tuple[_Read, _Plan, _Calls]) -> _Plan:
+            texts, made, calls = prepared
+            stored = read(conn)
+            if stored != texts:
+                made, calls = plan(conn, stored)
+            changed, new_calls = _split_calls(calls, dict(sources))
+            ingest_sqlite.write(conn, new_calls, made.events, made.deliveries, changed, now)
+            return made
 
         async with write_turn(self.engine):
-            await direct.transaction(work)
-
-    async def _plan(
-        self,
-        conn: AsyncConnection,
-        group: Sequence[_Pending],
-        calls: dict[tuple[int, str], outbox.CallRow],
-        now: datetime,
-    ) -> _Plan:
-        """Apply the group's events to their calls (new calls are made here, id 0)."""
-        seen: set[tuple[int, str]] = set()
-        for source_id in sorted({p.source.id for p in group}):
-            ids = [e.event_id for p in group if p.source.id == source_id for e in p.events]
-            known = await outbox.known_events(conn, source_id, ids)
-            seen.update((source_id, event_id) for event_id in known)
-        plan = _Plan()
-        applied = []
-        for pending in group:
-            result = Result()
-            plan.results.append(result)
-            for event in pending.events:
-                key = (pending.source.id, event.event_id)
-                if key in seen:
-                    result.duplicates += 1
-                    continue
-                seen.add(key)
-                result.accepted += 1
-                call = calls.get((pending.source.id, event.call_id))
-                if call is None:
-                    call = calls[(pending.source.id, event.call_id)] = outbox.CallRow(
-                        0, CallState(), 0
-                    )
-                step = apply(call.state, event)
-                call.state = step.state
-                plan.events.append(outbox.NewEvent(pending.source.id, call, event, step.ignored))
-                if step.fired:
-                    note = event.reconstructed and f"reconstructed: {event.reconstructed}"
-                    applied.append(_Applied(call, event.call_id, step.fired, result, note))
-        plan.deliveries = await self._deliveries(conn, applied, now)
-        return plan
+            return await direct.prepared_transaction(prepare, work)
 
     async def _write(
         self,
@@ -257,23 +270,17 @@ class Ingest:
         if plan.deliveries and conn.dialect.name == "postgresql":
             await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    async def _deliveries(
-        self, conn: AsyncConnection, applied: Sequence[_Applied], now: datetime
+    def _deliveries(
+        self,
+        applied: Sequence[_Applied],
+        rules: dict[outbox.RuleKey, list[outbox.Rule]],
+        now: datetime,
     ) -> list[outbox.NewDelivery]:
         """The deliveries the fired triggers cause, in the order they fired."""
-        wanted: dict[tuple[str, Trigger], outbox.RuleKey] = {}
-        for item in applied:
-            for fired in item.fired:
-                if (fired.extension, fired.trigger) not in wanted:
-                    ref = parse_extension(fired.extension)
-                    assert ref.org_code is not None
-                    key = (ref.org_code, ref.short, int(fired.trigger))
-                    wanted[(fired.extension, fired.trigger)] = key
-        rules = await outbox.rules_for_many(conn, set(wanted.values())) if wanted else {}
         made: list[outbox.NewDelivery] = []
         for item in applied:
             for fired in item.fired:
-                for rule in rules[wanted[(fired.extension, fired.trigger)]]:
+                for rule in rules[_rule_key(fired)]:
                     item.call.seq += 1
                     made.append(self._delivery(item, fired, rule, now))
                     item.result.deliveries += 1
@@ -300,3 +307,86 @@ class Ingest:
             expires_at=now + timedelta(seconds=lifetime(self.policy, event_type)),
             note=item.note,
         )
+
+
+def _calls_by_source(group: Sequence[_Pending]) -> dict[int, set[str]]:
+    by_source: dict[int, set[str]] = {}
+    for pending in group:
+        by_source.setdefault(pending.source.id, set()).update(e.call_id for e in pending.events)
+    return by_source
+
+
+async def _known(conn: AsyncConnection, group: Sequence[_Pending]) -> set[tuple[int, str]]:
+    """(source, event id) of the group's events already stored."""
+    seen: set[tuple[int, str]] = set()
+    for source_id in sorted({p.source.id for p in group}):
+        ids = [e.event_id for p in group if p.source.id == source_id for e in p.events]
+        known = await outbox.known_events(conn, source_id, ids)
+        seen.update((source_id, event_id) for event_id in known)
+    return seen
+
+
+def _apply(
+    group: Sequence[_Pending],
+    calls: dict[tuple[int, str], outbox.CallRow],
+    seen: set[tuple[int, str]],
+) -> tuple[_Plan, list[_Applied]]:
+    """Apply the group's events to their calls (new calls are made here, id 0); ``seen``, the
+    known (source, event id), gets the group's accepted ones."""
+    plan = _Plan()
+    applied = []
+    for pending in group:
+        result = Result()
+        plan.results.append(result)
+        source_id = pending.source.id
+        for event in pending.events:
+            key = (source_id, event.event_id)
+            if key in seen:
+                result.duplicates += 1
+                continue
+            seen.add(key)
+            result.accepted += 1
+            call = calls.get((source_id, event.call_id))
+            if call is None:
+                call = calls[(source_id, event.call_id)] = outbox.CallRow(0, CallState(), 0)
+            step = apply(call.state, event)
+            call.state = step.state
+            plan.events.append(outbox.NewEvent(source_id, call, event, step.ignored))
+            if step.fired:
+                note = event.reconstructed and f"reconstructed: {event.reconstructed}"
+                applied.append(_Applied(call, event.call_id, step.fired, result, note))
+    return plan, applied
+
+
+@lru_cache(maxsize=4096)
+def _extension_key(extension: str) -> tuple[int, str]:
+    ref = parse_extension(extension)
+    assert ref.org_code is not None
+    return ref.org_code, ref.short
+
+
+def _rule_key(fired: Fired) -> outbox.RuleKey:
+    org, short = _extension_key(fired.extension)
+    return org, short, int(fired.trigger)
+
+
+def _wanted(applied: Sequence[_Applied]) -> dict[tuple[str, Trigger], outbox.RuleKey]:
+    """The rules the fired triggers need: (organization, extension, type) of each."""
+    wanted: dict[tuple[str, Trigger], outbox.RuleKey] = {}
+    for item in applied:
+        for fired in item.fired:
+            if (fired.extension, fired.trigger) not in wanted:
+                wanted[(fired.extension, fired.trigger)] = _rule_key(fired)
+    return wanted
+
+
+def _split_calls(
+    calls: dict[tuple[int, str], outbox.CallRow], by_source: dict[int, set[str]]
+) -> tuple[list[outbox.CallRow], list[tuple[int, dict[str, outbox.CallRow]]]]:
+    """The calls changed (stored before) and the new ones per source (id 0, to insert)."""
+    changed = [row for row in calls.values() if row.id]
+    new_calls = [
+        (source_id, {c: r for (s, c), r in calls.items() if s == source_id and not r.id})
+        for source_id in sorted(by_source)
+    ]
+    return changed, new_calls
