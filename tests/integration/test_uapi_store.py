@@ -4,12 +4,15 @@ committed together, and one whose extension is gone fails alone."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent, new_event_id
+from callhook.store.uapi_sqlite import SqliteUapiStore
 from callhook.store.uapi_store import ExtensionGone
 from callhook.wiring import Components
 
@@ -49,3 +52,52 @@ async def test_creates_together_are_committed_and_a_gone_extension_fails_alone(
     kept = [e for e in events if e.extension_id == extension_id]
     found = await store.find_events(extension_id, None, None)
     assert sorted(found, key=lambda e: e.id) == sorted(kept, key=lambda e: e.id)
+
+
+async def test_sqlite_a_create_waits_for_another_writer_of_the_file(
+    components: Components,
+) -> None:
+    store = components.service.store
+    if not isinstance(store, SqliteUapiStore):
+        pytest.skip("the file's write lock is SQLite's")
+    async with components.engine.connect() as conn:
+        extension_id = (await conn.execute(text("SELECT min(id) FROM extensions"))).scalar_one()
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.2, other.execute, "ROLLBACK")
+        event = _event(extension_id, 1)
+        started = time.monotonic()
+        await store.insert_event(event, app_id=1)
+        assert time.monotonic() - started >= 0.2
+    finally:
+        other.close()
+    assert event in await store.find_events(extension_id, None, None)
+
+
+async def test_sqlite_a_failed_commit_fails_only_the_bad_creates_of_its_group(
+    components: Components,
+) -> None:
+    store = components.service.store
+    if not isinstance(store, SqliteUapiStore):
+        pytest.skip("SQLite's deferred foreign keys")
+    async with components.engine.connect() as conn:
+        extension_id = (await conn.execute(text("SELECT min(id) FROM extensions"))).scalar_one()
+    await store.insert_event(_event(extension_id, 0), app_id=1)
+    writer = store._writer
+    assert writer is not None
+    # the gone extension is found by the group's COMMIT (on the commit thread), not its INSERT
+    writer._conn.execute("PRAGMA defer_foreign_keys=ON")
+    events = [_event(GONE if n == 2 else extension_id, n) for n in range(1, 5)]
+    results = await asyncio.gather(
+        *(store.insert_event(e, app_id=1) for e in events), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "ExtensionGone",
+        "NoneType",
+        "NoneType",
+    ]
+    found = {e.id for e in await store.find_events(extension_id, None, None)}
+    assert {e.id for e in events if e.extension_id == extension_id} <= found
+    assert events[1].id not in found

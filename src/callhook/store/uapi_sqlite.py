@@ -10,17 +10,20 @@ the directory and to the rules (migration 0005), tell whether it was such a chan
 everything kept is dropped. A token revoked by ``callhook admin`` in another process is
 refused by the next request; ingest's and the worker's commits only cost the counters' read.
 
-Creates are group-committed: the rules of the Creates that arrive while a commit runs are
-inserted together in the next transaction, on a thread of its own (``sqlite_thread``), with
-``synchronous=FULL``: one fsync for them all, and a 201 still means the rule is on disk. The
-process's writers of this file take turns (``database.write_turn``).
+Creates are group-committed (``uapi_group``): the rules of the Creates that arrive while a
+commit runs are inserted together in the next transaction, with ``synchronous=FULL``: one fsync
+for them all, and a 201 still means the rule is on disk. The INSERT runs on the event loop's
+thread when the write lock is free at once, the COMMIT (the fsync) on a thread of its own
+(``RuleWriter``). The process's writers of this file take turns (``database.write_turn``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -33,7 +36,7 @@ from callhook.store import bulk
 from callhook.store.credentials import TokenRecord
 from callhook.store.database import write_turn
 from callhook.store.directory_cache import DirectoryCache
-from callhook.store.sqlite_thread import SqliteThread
+from callhook.store.sqlite_thread import begin
 from callhook.store.uapi_group import CreateGroup
 from callhook.store.uapi_store import (
     FIND_ACCESS,
@@ -66,6 +69,74 @@ def _token(row: Any) -> tuple[TokenRecord, Account]:
     return token_of(row, moment)
 
 
+class RuleWriter:
+    """The Creates' rules written to the file: BEGIN IMMEDIATE and the INSERT on the event
+    loop's thread when the write lock is free at once (no wait: ``busy_timeout=0``), only the
+    COMMIT, ``synchronous=FULL`` (the fsync, which releases the GIL), on a thread of its own.
+    When another connection holds the lock, the whole transaction goes to the thread, which waits
+    for it in short steps (``sqlite_thread.begin``). One connection, used by one thread at a
+    time: the loop's until the COMMIT is handed over, the thread's until it is done."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=0", "synchronous=FULL"):
+            self._conn.execute(f"PRAGMA {pragma}")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="callhook-uapi")
+
+    async def _run(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)`` on the thread; a caller cancelled meanwhile still waits for it (the
+        COMMIT may be done: the connection must be the loop's again before anything else)."""
+        future = asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(future)
+            raise
+
+    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            await self._run(self._whole, statements)
+            return
+        try:
+            for sql, values in statements:
+                conn.execute(sql, values)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        await self._run(self._commit)
+
+    # --- on the thread -----------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def _whole(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        begin(self._conn)
+        try:
+            for sql, values in statements:
+                self._conn.execute(sql, values)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._commit()
+
+    async def close(self) -> None:
+        await self._run(self._conn.close)
+        self._thread.shutdown(wait=False)
+
+
 class SqliteUapiStore:
     def __init__(self, engine: AsyncEngine, path: str) -> None:
         self.engine = engine
@@ -77,7 +148,7 @@ class SqliteUapiStore:
         self._versions: dict[str, int] = {}
         #: the database was looked at in this turn of the event loop
         self._looked = False
-        self._writer: SqliteThread | None = None
+        self._writer: RuleWriter | None = None
         self._group: CreateGroup[tuple[Any, ...]] = CreateGroup(self._commit)
 
     def _read(self) -> sqlite3.Connection:
@@ -192,7 +263,7 @@ class SqliteUapiStore:
 
     async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if self._writer is None:
-            self._writer = SqliteThread(self.path, synchronous="FULL", name="callhook-uapi")
+            self._writer = RuleWriter(self.path)
         statements = [
             (
                 f"INSERT INTO phone_call_events {_COLUMNS} VALUES {bulk.values(len(chunk), 9)}",  # noqa: S608
@@ -200,13 +271,8 @@ class SqliteUapiStore:
             )
             for chunk in bulk.chunked(rows, 9)
         ]
-
-        def work(conn: sqlite3.Connection) -> None:
-            for sql, values in statements:
-                conn.execute(sql, values)
-
         async with write_turn(self.engine):
-            await self._writer.transaction(work)
+            await self._writer.write(statements)
 
     def directory_changed(self) -> None:
         """Nothing to do: the change was committed by another connection, which the reading
