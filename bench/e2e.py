@@ -42,6 +42,7 @@ class Setup:
 SETUPS = {
     "sqlite": Setup("sqlite", "sqlite", ("--workers", "0"), 0, "sqlite, serve --workers 0"),
     "sqlite-w1": Setup("sqlite-w1", "sqlite", ("--workers", "1"), 0, "sqlite, serve --workers 1"),
+    "sqlite-w2": Setup("sqlite-w2", "sqlite", ("--workers", "2"), 0, "sqlite, serve --workers 2"),
     "pg1": Setup("pg1", "postgresql", ("--no-worker",), 1, "postgresql, 1 worker"),
     "pg2": Setup("pg2", "postgresql", ("--no-worker",), 2, "postgresql, 2 workers"),
 }
