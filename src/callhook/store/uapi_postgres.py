@@ -47,6 +47,7 @@ from callhook.store.uapi_store import (
     event_of,
     events_params,
     extension_of,
+    row_of,
     token_of,
 )
 
@@ -189,17 +190,7 @@ class PostgresUapiStore:
         return list(found)
 
     async def insert_event(self, event: PhoneCallEvent, app_id: int) -> None:
-        row = (
-            event.id,
-            event.extension_id,
-            int(event.type),
-            event.method,
-            event.url,
-            event.status,
-            event.note,
-            event.modified,
-            app_id,
-        )
+        row = row_of(event, app_id, event.modified)
         try:
             await self._group.submit(row)
         except asyncpg.ForeignKeyViolationError:

@@ -50,6 +50,7 @@ from callhook.store.uapi_store import (
     event_of,
     events_params,
     extension_of,
+    row_of,
     token_of,
 )
 
@@ -243,17 +244,7 @@ class SqliteUapiStore:
         return list(found)
 
     async def insert_event(self, event: PhoneCallEvent, app_id: int) -> None:
-        row = (
-            event.id,
-            event.extension_id,
-            int(event.type),
-            event.method,
-            event.url,
-            event.status,
-            event.note,
-            bulk.sqlite_datetime(event.modified),
-            app_id,
-        )
+        row = row_of(event, app_id, bulk.sqlite_datetime(event.modified))
         try:
             await self._group.submit(row)
         except sqlite3.IntegrityError:

@@ -246,3 +246,19 @@ def event_of(row: Sequence[Any], moment: Callable[[Any], datetime]) -> PhoneCall
         note=row[6],
         modified=moment(row[7]),
     )
+
+
+def row_of(event: PhoneCallEvent, app_id: int, modified: Any) -> tuple[Any, ...]:
+    """A new rule's row in the order of the stores' INSERT (``modified`` as the engine keeps
+    times); ``event_of`` reads it back."""
+    return (
+        event.id,
+        event.extension_id,
+        int(event.type),
+        event.method,
+        event.url,
+        event.status,
+        event.note,
+        modified,
+        app_id,
+    )
