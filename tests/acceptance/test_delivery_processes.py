@@ -5,6 +5,7 @@ destination next to a healthy one, and three workers sharing one PostgreSQL data
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import socket
 import threading
@@ -274,4 +275,36 @@ def test_serve_with_worker_processes_on_sqlite_delivers_once_in_order_and_they_d
     # kill -9 of serve takes its workers with it: no orphan keeps sending
     server.proc.send_signal(signal.SIGKILL)
     assert _wait_gone(children) == []
+    server.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_serve_starts_a_worker_process_again_when_one_dies(
+    deployment: Deployment, receiver: ThreadedReceiver
+) -> None:
+    server = deployment.serve("--workers", "1")
+    children: list[int] = []
+    deadline = datetime.now().timestamp() + 30
+    while not children and datetime.now().timestamp() < deadline:
+        threading.Event().wait(0.1)
+        children = _worker_children(server.proc.pid)
+    assert len(children) == 1
+    deployment.import_directory()
+    for etype in (1, 2, 4):
+        deployment.rule(CALLER, etype, f"{receiver.url}/caller")
+
+    killed = children[0]
+    os.kill(killed, signal.SIGKILL)
+    successor: list[int] = []
+    deadline = datetime.now().timestamp() + 30
+    while not successor and datetime.now().timestamp() < deadline:
+        threading.Event().wait(0.1)
+        successor = [pid for pid in _worker_children(server.proc.pid) if pid != killed]
+    assert len(successor) == 1, "a new worker process took the dead one's place"
+
+    with httpx.Client() as client:
+        deployment.ingest(call_events("after-restart", CALLER, CALLEE, answered=True), client)
+    receiver.wait_until(lambda got: len(got) >= 3, WAIT)
+    assert [r.params["CallID"] for r in receiver.requests] == ["after-restart"] * 3
+    assert "exited with status -9; starting another" in server.err
     server.kill()

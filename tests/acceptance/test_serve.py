@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import signal
@@ -26,7 +27,11 @@ WAIT = 60.0  # seconds; a limit on waiting for the process, not a claim about it
 class Server:
     """``callhook serve ...`` in a subprocess; stdout is read line by line as it comes."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, *, terminal: bool = False
+    ) -> None:
+        """``terminal``: in a process group of its own, as a shell or a service manager runs
+        it, so that ``stop_group`` reaches it and everything it started."""
         self.proc = subprocess.Popen(
             [*CALLHOOK, "serve", *args],
             env=env,
@@ -34,6 +39,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=terminal,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.out: list[str] = []
@@ -78,6 +84,18 @@ class Server:
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         """Send ``sig``, wait for the process to end; its exit status."""
         self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=WAIT)
+        finally:
+            self.kill()
+        while (line := self.lines.get(timeout=WAIT)) is not None:
+            self.out.append(line)
+        return self.proc.returncode
+
+    def stop_group(self, sig: signal.Signals) -> int:
+        """``sig`` to the whole process group, as Ctrl-C in a terminal (SIGINT) or systemd's
+        stop (SIGTERM to every process of the service); the exit status."""
+        os.killpg(self.proc.pid, sig)
         try:
             self.proc.wait(timeout=WAIT)
         finally:
@@ -236,3 +254,29 @@ def test_tls_options_are_checked_before_starting(tmp_path: Path) -> None:
     done = serve("--tls-cert", str(junk))
     assert done.returncode == 2
     assert "--tls-cert and --tls-key go together" in done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "systemd-stop"])
+def test_a_signal_to_the_group_stops_serve_and_its_workers_without_restarting_them(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C or a service manager's stop reaches every process of the group: the worker
+    processes are serve's to stop (they finish their requests first), not restarted as if
+    they had died."""
+    server = Server(
+        ["--port", "0", "--workers", "2"], cli_env(tmp_path / "data"), tmp_path, terminal=True
+    )
+    try:
+        url = server.wait_for(r"serving (http://127\.0\.0\.1:\d+)").group(1)
+        deadline = time.monotonic() + WAIT
+        while server.err.count("worker started") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.err.count("worker started") == 2, server.err
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        assert server.stop_group(sig) == 0
+    finally:
+        server.kill()
+    assert f"callhook stopped ({sig.name})" in server.text
+    assert server.err.count("worker stopped") == 2, server.err
+    assert "starting another" not in server.err
+    assert "Traceback" not in server.err

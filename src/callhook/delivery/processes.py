@@ -80,6 +80,10 @@ class WorkerProcesses:
         generation = 0
         while True:
             code = await self._children[slot].wait()
+            # a signal to the whole process group or service (Ctrl-C in a terminal, a service
+            # manager's stop) reaches serve too and may stop a child first: serve says it is
+            # stopping within the delay, and then nothing died
+            await asyncio.sleep(RESTART_DELAY)
             if self._stopping:
                 return
             name = self._names[slot]
@@ -88,7 +92,6 @@ class WorkerProcesses:
                 with contextlib.suppress(Exception):
                     async with writing(self.engine) as conn:
                         await outbox.release_all(conn, name)
-            await asyncio.sleep(RESTART_DELAY)
             generation += 1
             try:
                 await self._spawn(slot, generation)
