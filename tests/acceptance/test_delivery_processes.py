@@ -211,6 +211,19 @@ def _log(deployment: Deployment, delivery: dict[str, object]) -> list[dict[str, 
     return log
 
 
+def _wait_for_children(parent: int, count: int, gone: int | None = None) -> list[int]:
+    """The worker processes of ``parent`` once there are ``count`` of them besides ``gone``
+    (they start right after the startup line), or what there is after 30 s."""
+    children: list[int] = []
+    deadline = datetime.now().timestamp() + 30
+    while datetime.now().timestamp() < deadline:
+        children = _worker_children(parent)
+        if len([pid for pid in children if pid != gone]) >= count:
+            break
+        threading.Event().wait(0.1)
+    return children
+
+
 def _worker_children(parent: int) -> list[int]:
     """Processes started as `callhook worker --parent PARENT`."""
     found = []
@@ -247,11 +260,7 @@ def test_serve_with_worker_processes_on_sqlite_delivers_once_in_order_and_they_d
     deployment: Deployment, receiver: ThreadedReceiver
 ) -> None:
     server = deployment.serve("--workers", "2")
-    children: list[int] = []
-    deadline = datetime.now().timestamp() + 30
-    while len(children) < 2 and datetime.now().timestamp() < deadline:
-        threading.Event().wait(0.1)  # they start right after the startup line
-        children = _worker_children(server.proc.pid)
+    children = _wait_for_children(server.proc.pid, 2)
     assert len(children) == 2, "serve --workers 2 starts two worker processes"
     deployment.import_directory()
     for etype in (1, 2, 4):
@@ -283,11 +292,7 @@ def test_serve_starts_a_worker_process_again_when_one_dies(
     deployment: Deployment, receiver: ThreadedReceiver
 ) -> None:
     server = deployment.serve("--workers", "1")
-    children: list[int] = []
-    deadline = datetime.now().timestamp() + 30
-    while not children and datetime.now().timestamp() < deadline:
-        threading.Event().wait(0.1)
-        children = _worker_children(server.proc.pid)
+    children = _wait_for_children(server.proc.pid, 1)
     assert len(children) == 1
     deployment.import_directory()
     for etype in (1, 2, 4):
@@ -295,11 +300,7 @@ def test_serve_starts_a_worker_process_again_when_one_dies(
 
     killed = children[0]
     os.kill(killed, signal.SIGKILL)
-    successor: list[int] = []
-    deadline = datetime.now().timestamp() + 30
-    while not successor and datetime.now().timestamp() < deadline:
-        threading.Event().wait(0.1)
-        successor = [pid for pid in _worker_children(server.proc.pid) if pid != killed]
+    successor = [pid for pid in _wait_for_children(server.proc.pid, 1, killed) if pid != killed]
     assert len(successor) == 1, "a new worker process took the dead one's place"
 
     with httpx.Client() as client:

@@ -84,18 +84,15 @@ class Server:
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         """Send ``sig``, wait for the process to end; its exit status."""
         self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=WAIT)
-        finally:
-            self.kill()
-        while (line := self.lines.get(timeout=WAIT)) is not None:
-            self.out.append(line)
-        return self.proc.returncode
+        return self._ended()
 
     def stop_group(self, sig: signal.Signals) -> int:
         """``sig`` to the whole process group, as Ctrl-C in a terminal (SIGINT) or systemd's
         stop (SIGTERM to every process of the service); the exit status."""
         os.killpg(self.proc.pid, sig)
+        return self._ended()
+
+    def _ended(self) -> int:
         try:
             self.proc.wait(timeout=WAIT)
         finally:
