@@ -109,8 +109,7 @@ async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Compone
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
     built = build(settings)
     yield built
-    await built.service.close()
-    await built.engine.dispose()
+    await built.close()
 
 
 @pytest.fixture

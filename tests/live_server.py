@@ -73,8 +73,7 @@ class LiveServer:
             await prepare_database(self.components)
             await self._server.serve(sockets=[self._socket])
         finally:
-            await self.components.service.close()
-            await self.components.engine.dispose()
+            await self.components.close()
 
     def start(self) -> None:
         self._thread.start()

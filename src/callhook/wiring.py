@@ -55,6 +55,11 @@ class Components:
     metrics: Metrics
     policy: RetryPolicy
 
+    async def close(self) -> None:
+        """The service's own connections (the UnifiedAPI's store), then the engine's pool."""
+        await self.service.close()
+        await self.engine.dispose()
+
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(

@@ -39,8 +39,7 @@ async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Compone
     )
     built = build(settings)
     yield built
-    await built.service.close()
-    await built.engine.dispose()
+    await built.close()
 
 
 @pytest.fixture
@@ -329,8 +328,7 @@ async def test_an_address_refused_at_send_time_fails_with_the_reason_recorded(
     finally:
         stop.set()
         await task
-        await strict.service.close()
-        await strict.engine.dispose()
+        await strict.close()
     assert delivery["state"] == "failed"
     assert "loopback" in delivery["last_error"]
     assert "CALLHOOK_ALLOW_NETWORKS" in delivery["last_error"]

@@ -33,8 +33,7 @@ async def test_rate_limit_answers_429_with_retry_after(
             other = await client.get(LIST, headers=await world.auth("alice"))
             assert other.status_code == 200
     finally:
-        await limited.service.close()
-        await limited.engine.dispose()
+        await limited.close()
 
 
 async def test_unexpected_errors_are_500_without_details(

@@ -33,8 +33,7 @@ def _settings(data_dir: Path, database_url: str) -> Settings:
 async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
     built = build(_settings(tmp_path / "data", database_url))
     yield built
-    await built.service.close()
-    await built.engine.dispose()
+    await built.close()
 
 
 @pytest.fixture
@@ -45,8 +44,7 @@ async def other(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
     url = f"sqlite+aiosqlite:///{path.parent}/./{path.name}"
     built = build(_settings(tmp_path / "other", url))
     yield built
-    await built.service.close()
-    await built.engine.dispose()
+    await built.close()
 
 
 async def _client(components: Components) -> httpx.AsyncClient:

@@ -191,8 +191,7 @@ async def test_rules_written_by_another_process_are_listed(
 
             await seen(engine_name, deleted)
     finally:
-        await other.service.close()
-        await other.engine.dispose()
+        await other.close()
 
 
 async def test_a_new_account_does_not_hide_the_old_ones(

@@ -323,8 +323,7 @@ async def _serve(
                 await children.stop()
     finally:
         await components.ingest.close()
-        await components.service.close()
-        await components.engine.dispose()
+        await components.close()
 
 
 async def _start_links(
