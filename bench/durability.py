@@ -307,18 +307,12 @@ async def run_callhook(url: str, label: str, plan: Plan) -> tuple[Run, dict[str,
         )
         bodies = [request(first, n_calls) for first in range(0, n_calls, CALLS_PER_REQUEST)]
 
-        commits = 0
-
-        def count_commit(_conn: Any) -> None:
-            nonlocal commits
-            commits += 1
-
-        event.listen(engine.sync_engine, "commit", count_commit)
+        commits_before = ingest.commits
         with Ticker(label, n_calls * EVENTS_PER_CALL, "events accepted") as ticker:
             started = time.perf_counter()
             accepted, made = await _clients(ingest, source, iter(bodies), ticker)
             seconds = time.perf_counter() - started
-        event.remove(engine.sync_engine, "commit", count_commit)
+        commits = ingest.commits - commits_before
         if accepted != n_calls * EVENTS_PER_CALL or made != n_calls * DELIVERIES_PER_CALL:
             raise SystemExit(
                 f"{label}: accepted {accepted} events making {made} deliveries; expected "

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callhook import crypto
@@ -26,7 +26,7 @@ from callhook.domain.calls import CallEvent, CallState, Fired, Trigger, apply
 from callhook.domain.payloads import encode_params
 from callhook.domain.retry import RetryPolicy, lifetime
 from callhook.errors import SourceUnauthenticated
-from callhook.store import ingest_sqlite, outbox, sources
+from callhook.store import ingest_postgres, ingest_sqlite, outbox, sources
 from callhook.store.database import write_turn, writing
 from callhook.store.group_commit import GroupCommit
 from callhook.store.sources import Source
@@ -121,17 +121,25 @@ class Ingest:
         self.clock = clock
         self.wake = wake
         self._group: GroupCommit[_Pending, Result] = GroupCommit(self._commit)
+        #: transactions committed so far (one per commit group; benchmarks read it)
+        self.commits = 0
         #: on a SQLite file, the write transaction goes straight through sqlite3, committed
         #: FULL like the engine's (ingest_sqlite)
         self._direct: SqliteThread | None = None
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._direct = SqliteThread(database, synchronous="FULL", name="callhook-ingest")
+        #: on PostgreSQL, the transaction goes straight through asyncpg (ingest_postgres)
+        self._postgres: ingest_postgres.IngestConnection | None = None
+        if engine.dialect.name == "postgresql":
+            self._postgres = ingest_postgres.IngestConnection(engine)
 
     async def close(self) -> None:
-        """Close the SQLite connection of the write transactions, if any."""
+        """Close the connection of the write transactions (SQLite file, PostgreSQL), if any."""
         if self._direct is not None:
             await self._direct.close()
+        if self._postgres is not None:
+            await self._postgres.close()
 
     async def authenticate(self, token: str | None) -> Source:
         if not token:
@@ -153,8 +161,9 @@ class Ingest:
         the calls, the known event ids, every rule the group needs (one query each); the events
         applied in memory; then the events, deliveries and calls written.
 
-        PostgreSQL: all in one transaction, the calls locked first (FOR UPDATE, in one order,
-        so two processes committing the same calls cannot deadlock). A SQLite file: reads,
+        PostgreSQL: all in one transaction straight through asyncpg (``ingest_postgres``), the
+        calls locked first (FOR UPDATE, in one order, so two processes committing the same
+        calls cannot deadlock). A SQLite file: reads,
         work in memory and writes in one hop to ingest's thread, what was read checked again
         under the write lock (``_commit_direct``). In-memory SQLite (tests): this committer is
         the only writer of calls and events, so the reading happens before the write
@@ -163,23 +172,36 @@ class Ingest:
         now = self.clock()
         if self._direct is not None:
             plan = await self._commit_direct(self._direct, group, now)
-        elif self.engine.dialect.name == "sqlite":
-            plan = await self._commit_engine_sqlite(group, now)
+        elif self._postgres is not None:
+            plan = await self._postgres.transaction(
+                lambda conn: self._commit_postgres(conn, group, now)
+            )
         else:
-            by_source = _calls_by_source(group)
-            calls: dict[tuple[int, str], outbox.CallRow] = {}
-            async with writing(self.engine) as conn:
-                for source_id, call_ids in sorted(by_source.items()):
-                    locked = await outbox.lock_calls(conn, source_id, list(call_ids), now)
-                    calls.update(((source_id, cid), row) for cid, row in locked.items())
-                seen = await _known(conn, group)
-                plan, applied = _apply(group, calls, seen)
-                rules = await outbox.rules_for_many(conn, set(_wanted(applied).values()))
-                plan.deliveries = self._deliveries(applied, rules, now)
-                await self._write(conn, plan, list(calls.values()), now)
+            plan = await self._commit_engine_sqlite(group, now)
+        self.commits += 1
         if plan.deliveries:
             self.wake()
         return plan.results
+
+    async def _commit_postgres(
+        self, conn: asyncpg.Connection, group: Sequence[_Pending], now: datetime
+    ) -> _Plan:
+        calls: _Calls = {}
+        seen: set[tuple[int, str]] = set()
+        for source_id, call_ids in sorted(_calls_by_source(group).items()):
+            locked = await ingest_postgres.lock_calls(conn, source_id, call_ids, now)
+            calls.update(((source_id, cid), row) for cid, row in locked.items())
+            event_ids = [e.event_id for p in group if p.source.id == source_id for e in p.events]
+            known = await ingest_postgres.known_events(conn, source_id, event_ids)
+            seen.update((source_id, event_id) for event_id in known)
+        plan, applied = _apply(group, calls, seen)
+        rules = await ingest_postgres.rules_for_many(conn, set(_wanted(applied).values()))
+        plan.deliveries = self._deliveries(applied, rules, now)
+        changed = list(calls.values())
+        await ingest_postgres.write(
+            conn, plan.events, plan.deliveries, changed, now, channel=NOTIFY_CHANNEL
+        )
+        return plan
 
     async def _commit_engine_sqlite(self, group: Sequence[_Pending], now: datetime) -> _Plan:
         by_source = _calls_by_source(group)
@@ -267,8 +289,6 @@ class Ingest:
         await outbox.insert_events(conn, plan.events, now)
         await outbox.insert_deliveries(conn, plan.deliveries, now)
         await outbox.save_calls(conn, changed, now)
-        if plan.deliveries and conn.dialect.name == "postgresql":
-            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     def _deliveries(
         self,

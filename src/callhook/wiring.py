@@ -56,7 +56,9 @@ class Components:
     policy: RetryPolicy
 
     async def close(self) -> None:
-        """The service's own connections (the UnifiedAPI's store), then the engine's pool."""
+        """The connections of ingest and of the service (the UnifiedAPI's store), then the
+        engine's pool."""
+        await self.ingest.close()
         await self.service.close()
         await self.engine.dispose()
 

@@ -121,8 +121,7 @@ async def with_database(
         except (OperationalError, InterfaceError) as exc:
             raise database_error(settings, exc) from None
     finally:
-        await components.ingest.close()
-        await components.engine.dispose()
+        await components.close()
 
 
 def run(

@@ -122,8 +122,7 @@ async def _follow(components: Components, spec: SourceSpec, as_json: bool) -> No
         await runner.run(stop)
     finally:
         with contextlib.suppress(Exception):
-            await components.ingest.close()
-            await components.engine.dispose()
+            await components.close()
 
 
 def _run(ctx: click.Context, kind: str, given: dict[str, Any], **specific: str) -> None:

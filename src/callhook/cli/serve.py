@@ -322,7 +322,6 @@ async def _serve(
             if children is not None:
                 await children.stop()
     finally:
-        await components.ingest.close()
         await components.close()
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -74,3 +75,28 @@ def write_turn(engine: AsyncEngine) -> asyncio.Lock:
     if lock is None:
         lock = _WRITE_LOCKS[key] = asyncio.Lock()
     return lock
+
+
+# --- asyncpg straight, for the hot paths that go around SQLAlchemy on PostgreSQL ---------------
+
+#: what SQLAlchemy's asyncpg dialect takes from a URL for itself, not for asyncpg.connect
+_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+def asyncpg_options(engine: AsyncEngine) -> dict[str, Any]:
+    """asyncpg.connect's arguments for the engine's database, as the engine itself connects
+    (host, port, user, password, database, ssl... from the URL and its query)."""
+    args, options = engine.dialect.create_connect_args(engine.url)
+    assert not args
+    return {k: v for k, v in options.items() if k not in _DIALECT_ONLY}
+
+
+async def asyncpg_connect(options: dict[str, Any]) -> asyncpg.Connection:
+    """A connection; cancelled meanwhile, the connection being made is closed, not leaked."""
+    connecting = asyncio.ensure_future(asyncpg.connect(**options))
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            (await connecting).terminate()
+        raise

@@ -68,41 +68,6 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
-async def lock_calls(
-    conn: AsyncConnection, source_id: int, call_ids: Sequence[str], now: datetime
-) -> dict[str, CallRow]:
-    """The calls' rows, created if new, locked until the transaction ends (PostgreSQL), in
-    ``call_id`` order so that two transactions locking the same calls cannot deadlock."""
-    ordered = sorted(set(call_ids))
-    empty = json.dumps(CallState().to_json())
-    await conn.execute(
-        insert_ignore(conn, calls),
-        [
-            {
-                "source_id": source_id,
-                "call_id": call_id,
-                "state": empty,
-                "seq": 0,
-                "created": now,
-                "updated": now,
-            }
-            for call_id in ordered
-        ],
-    )
-    found: dict[str, CallRow] = {}
-    for chunk in _chunks(ordered):
-        query = (
-            select(calls.c.id, calls.c.call_id, calls.c.state, calls.c.seq)
-            .where(calls.c.source_id == source_id, calls.c.call_id.in_(chunk))
-            .order_by(calls.c.call_id)
-            .with_for_update()
-        )
-        for row in await conn.execute(query):
-            state = CallState.from_json(json.loads(row.state))
-            found[row.call_id] = CallRow(row.id, state, row.seq)
-    return found
-
-
 async def find_calls(
     conn: AsyncConnection, source_id: int, call_ids: Sequence[str]
 ) -> dict[str, CallRow]:

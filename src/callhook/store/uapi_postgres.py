@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callhook.domain.accounts import Account, Extension
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent
 from callhook.store.credentials import TokenRecord
+from callhook.store.database import asyncpg_connect, asyncpg_options
 from callhook.store.directory_cache import DirectoryCache
 from callhook.store.uapi_group import CreateGroup
 from callhook.store.uapi_store import (
@@ -79,36 +80,13 @@ def moment(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-#: what SQLAlchemy's asyncpg dialect takes from a URL for itself, not for asyncpg.connect
-_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
-
-
-def connect_options(engine: AsyncEngine) -> dict[str, Any]:
-    """asyncpg.connect's arguments for the engine's database, as the engine itself connects
-    (host, port, user, password, database, ssl... from the URL and its query)."""
-    args, options = engine.dialect.create_connect_args(engine.url)
-    assert not args
-    return {k: v for k, v in options.items() if k not in _DIALECT_ONLY}
-
-
-async def _connect(options: dict[str, Any]) -> asyncpg.Connection:
-    """A connection; cancelled meanwhile, the connection being made is closed, not leaked."""
-    connecting = asyncio.ensure_future(asyncpg.connect(**options))
-    try:
-        return await asyncio.shield(connecting)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            (await connecting).terminate()
-        raise
-
-
 def _setter(event: asyncio.Event) -> Callable[[Any], None]:
     return lambda _conn: event.set()
 
 
 class PostgresUapiStore:
     def __init__(self, engine: AsyncEngine) -> None:
-        self.options = connect_options(engine)
+        self.options = asyncpg_options(engine)
         self.cache = DirectoryCache()
         self._pool: asyncpg.Pool | None = None
         self._starting = asyncio.Lock()
@@ -232,7 +210,7 @@ class PostgresUapiStore:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await _connect(self.options)
+                conn = await asyncpg_connect(self.options)
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 # through a lambda: the method is looked up on each notice (tests replace it)
