@@ -29,6 +29,7 @@ from callhook.errors import SourceUnauthenticated
 from callhook.store import ingest_postgres, ingest_sqlite, outbox, sources
 from callhook.store.database import write_turn, writing
 from callhook.store.group_commit import GroupCommit
+from callhook.store.pg_connection import OwnConnection
 from callhook.store.sources import Source
 from callhook.store.sqlite_thread import SqliteThread
 
@@ -130,9 +131,9 @@ class Ingest:
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._direct = SqliteThread(database, synchronous="FULL", name="callhook-ingest")
         #: on PostgreSQL, the transaction goes straight through asyncpg (ingest_postgres)
-        self._postgres: ingest_postgres.IngestConnection | None = None
+        self._postgres: OwnConnection | None = None
         if engine.dialect.name == "postgresql":
-            self._postgres = ingest_postgres.IngestConnection(engine)
+            self._postgres = ingest_postgres.connection(engine)
 
     async def close(self) -> None:
         """Close the connection of the write transactions (SQLite file, PostgreSQL), if any."""
@@ -174,7 +175,7 @@ class Ingest:
             plan = await self._commit_direct(self._direct, group, now)
         elif self._postgres is not None:
             plan = await self._postgres.transaction(
-                lambda conn: self._commit_postgres(conn, group, now)
+                lambda conn: self._commit_postgres(conn, group, now), again_if_lost=True
             )
         else:
             plan = await self._commit_engine_sqlite(group, now)

@@ -45,13 +45,14 @@ from callhook.domain.payloads import (
 from callhook.domain.retry import Decision, Outcome, RetryPolicy, decide, parse_retry_after
 from callhook.store import outbox, signing
 from callhook.store.database import write_turn, writing
-from callhook.store.outbox_sqlite import EXPIRED_REASON, ClaimWanted, CycleDone, SqliteCycles
+from callhook.store.outbox import EXPIRED_REASON, ClaimWanted, CycleDone
+from callhook.store.outbox_postgres import PostgresCycles
+from callhook.store.outbox_sqlite import SqliteCycles
 
 log = logging.getLogger(__name__)
 
-#: a claim slower than this (seconds) makes the worker refresh the database's statistics,
+#: a claim slower than outbox.SLOW_CLAIM makes the worker refresh the database's statistics,
 #: at most once per STATISTICS_EVERY seconds
-SLOW_CLAIM = 0.25
 STATISTICS_EVERY = 30.0
 
 
@@ -142,11 +143,14 @@ class Worker:
         self._secrets: dict[int | None, tuple[float, list[bytes]]] = {}
         #: per URL as stored: the URL to send and its timeouts
         self._urls: dict[str, tuple[str, Timeouts]] = {}
-        #: on a SQLite file, cycles go straight through sqlite3 (outbox_sqlite)
-        self._direct: SqliteCycles | None = None
+        #: on a SQLite file, cycles go straight through sqlite3 (outbox_sqlite); on PostgreSQL
+        #: through asyncpg (outbox_postgres)
+        self._direct: SqliteCycles | PostgresCycles | None = None
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._direct = SqliteCycles(database)
+        elif engine.dialect.name == "postgresql":
+            self._direct = PostgresCycles(engine)
 
     def wake(self) -> None:
         """New deliveries were committed: look for work now instead of at the next poll."""
@@ -224,12 +228,13 @@ class Worker:
             wanted = ClaimWanted(self.clock(), self.options.lease, limit, sorted({*full, *opened}))
         records = [f for f, _ in done]
         try:
-            if self._direct is not None:
+            if isinstance(self._direct, SqliteCycles):
                 async with write_turn(self.engine):
                     cycle = await self._direct.cycle(self.name, records, returns, wanted)
-                slow = False
+            elif self._direct is not None:
+                cycle = await self._direct.cycle(self.name, records, returns, wanted)
             else:
-                cycle, slow = await self._transaction(records, returns, wanted)
+                cycle = await self._transaction(records, returns, wanted)
         except BaseException:
             # nothing was written: these are recorded and returned by the next cycle
             self._done = done + self._done
@@ -238,7 +243,7 @@ class Worker:
         kept, jobs = cycle.kept, cycle.jobs
         for _ in cycle.expired:
             self.metrics.deliveries.labels(outbox.EXPIRED).inc()
-        if room > 0 and slow:
+        if cycle.slow_claim:
             await self._refresh_statistics()
         self._observe(done, kept)
         # a receiver's queue may pass its cap by one claim's worth: claims skip it from then on
@@ -253,11 +258,9 @@ class Worker:
         finished: list[outbox.Finished],
         returns: list[tuple[int, datetime]],
         wanted: ClaimWanted | None,
-    ) -> tuple[CycleDone, bool]:
-        """The cycle's transaction through the engine (PostgreSQL, SQLite in memory); True
-        with it when the claim was slow."""
+    ) -> CycleDone:
+        """The cycle's transaction through the engine (SQLite in memory)."""
         cycle = CycleDone()
-        slow = False
         async with writing(self.engine) as conn:
             cycle.kept = await outbox.finish_attempts(conn, self.name, finished)
             for due in sorted({at for _, at in returns}):
@@ -273,7 +276,7 @@ class Worker:
                     limit=wanted.limit,
                     skip_hosts=wanted.skip_hosts,
                 )
-                slow = time.monotonic() - started > SLOW_CLAIM
+                cycle.slow_claim = time.monotonic() - started > outbox.SLOW_CLAIM
                 # decide for every job before any await, then commit, and only then send: a
                 # request that finished before the lease was committed could not be recorded
                 # (its UPDATE would not see the lease yet)
@@ -281,7 +284,7 @@ class Worker:
                 cycle.jobs = [job for job in jobs if job.expires_at > wanted.now]
                 for job in cycle.expired:
                     await self._expire(conn, job)
-        return cycle, slow
+        return cycle
 
     async def _refresh_statistics(self) -> None:
         """A claim was slow: the database's statistics may be stale (see outbox)."""

@@ -19,31 +19,18 @@ each and SQLAlchemy's processing around them; the rows are ``outbox``'s either w
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callhook.domain.calls import CallState
 from callhook.store import outbox
-from callhook.store.database import asyncpg_connect, asyncpg_options
-
-T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-#: what a lost connection raises
-LOST = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    OSError,
-)
+from callhook.store.database import asyncpg_options
+from callhook.store.pg_connection import OwnConnection
 
 NOTIFY = "SELECT pg_notify($1, '')"
 
@@ -193,46 +180,6 @@ async def write(
         await conn.execute(NOTIFY, channel)
 
 
-class IngestConnection:
-    """Ingest's one connection (group commit runs one transaction at a time), made on first
-    use and made again after it is lost."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.options = asyncpg_options(engine)
-        self._conn: asyncpg.Connection | None = None
-
-    async def transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """``work`` in one transaction, committed before this returns. A transaction cut
-        short (an error, the connection lost, cancelled) is rolled back; a connection in doubt
-        is closed. A connection found lost (the server restarted, an idle connection cut) is
-        made again and the transaction tried once more: a group whose COMMIT was lost on the
-        way may have been stored, and then its events are found known the second time."""
-        for last in (False, True):
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg_connect(self.options)
-            conn = self._conn
-            try:
-                async with conn.transaction():
-                    return await work(conn)
-            except LOST as exc:
-                await self._drop()
-                if last:
-                    raise
-                log.warning("ingest's database connection was lost (%s); connecting again", exc)
-            except asyncpg.PostgresError:
-                raise  # a statement refused: rolled back, the connection is fine
-            except BaseException:
-                await self._drop()
-                raise
-        raise AssertionError("unreachable")
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.terminate()
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=5)
+def connection(engine: AsyncEngine) -> OwnConnection:
+    """Ingest's one connection (group commit runs one transaction at a time)."""
+    return OwnConnection(asyncpg_options(engine), name="ingest")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -426,6 +426,31 @@ def _claim_statement(dialect: str, skipping: bool) -> Any:
     )
 
 
+# --- a worker's cycle: one transaction (outbox_sqlite, outbox_postgres) ----------------------
+
+EXPIRED_REASON = "expired before it could be sent"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWanted:
+    now: datetime
+    lease: timedelta
+    limit: int
+    skip_hosts: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class CycleDone:
+    #: per finished attempt: False if its lease was lost meanwhile (nothing of it written)
+    kept: list[bool] = field(default_factory=list)
+    #: claimed and still to be sent, by id
+    jobs: list[Job] = field(default_factory=list)
+    #: claimed too late: recorded as expired in the same transaction
+    expired: list[Job] = field(default_factory=list)
+    #: the claim took long (PostgreSQL: its statistics may be stale)
+    slow_claim: bool = False
+
+
 async def claim(
     conn: AsyncConnection,
     *,
@@ -670,6 +695,11 @@ async def finish_attempts(
         rows = attempt_rows(stamp, mine)
         await bulk.insert_rows(conn, delivery_attempts, ATTEMPT_COLUMNS, rows)
     return [f.job.id in kept for f in finished]
+
+
+#: a claim slower than this (seconds) may be working from stale statistics (see
+#: ``refresh_statistics``)
+SLOW_CLAIM = 0.25
 
 
 async def refresh_statistics(conn: AsyncConnection) -> None:

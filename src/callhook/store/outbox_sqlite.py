@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from callhook.store import bulk, outbox
+from callhook.store.outbox import EXPIRED_REASON, ClaimWanted, CycleDone
 from callhook.store.sqlite_thread import SqliteThread
 
 #: the deliveries outbox._claim_statement would lease, as SQLite runs it (``{skip}``: the hosts
@@ -53,26 +53,6 @@ _EXPIRE = (
 )
 
 _RECORDED = "SELECT id, attempts, lease_owner FROM deliveries WHERE id IN ({marks})"
-
-EXPIRED_REASON = "expired before it could be sent"
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimWanted:
-    now: datetime
-    lease: timedelta
-    limit: int
-    skip_hosts: Sequence[str] = ()
-
-
-@dataclass(slots=True)
-class CycleDone:
-    #: per finished attempt: False if its lease was lost meanwhile (nothing of it written)
-    kept: list[bool] = field(default_factory=list)
-    #: claimed and still to be sent, by id
-    jobs: list[outbox.Job] = field(default_factory=list)
-    #: claimed too late: recorded as expired in the same transaction
-    expired: list[outbox.Job] = field(default_factory=list)
 
 
 def _stamp(value: datetime | None) -> str | None:

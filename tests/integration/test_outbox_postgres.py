@@ -1,0 +1,171 @@
+"""The worker's cycle on PostgreSQL (store/outbox_postgres.py), against a real database:
+attempts recorded only while their lease is held, a call's deliveries claimed one after
+another, leases given back, late deliveries expired, and the worker's commits not waiting for
+the disk while ingest's do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from callhook.config import Settings
+from callhook.service import utcnow
+from callhook.sources.registry import SourceRegistry
+from callhook.store import outbox
+from callhook.store.database import asyncpg_options
+from callhook.store.outbox import ClaimWanted
+from callhook.store.outbox_postgres import PostgresCycles
+from callhook.wiring import Components, build
+from tests.conftest import World
+from tests.integration.test_engine import ALICE, answered_call, rule
+
+pytestmark = pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
+
+URL = "http://127.0.0.1:9/hook"
+LEASE = timedelta(seconds=60)
+
+
+@pytest.fixture
+async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, allow_networks="127.0.0.1/32"
+    )
+    built = build(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def cycles(components: Components) -> AsyncIterator[PostgresCycles]:
+    made = PostgresCycles(components.engine)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def sql(components: Components) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(**asyncpg_options(components.engine))
+    yield conn
+    await conn.close()
+
+
+async def _calls(world: World, client: httpx.AsyncClient, components: Components, n: int) -> None:
+    """``n`` answered calls to alice: 3 deliveries each, to one URL."""
+    for etype in (0, 2, 3):
+        await rule(world, "alice", ALICE, etype, URL)
+    token = (await SourceRegistry(components.engine).create("pbx")).token
+    body = [e for i in range(n) for e in answered_call(f"c-{i}")]
+    response = await client.post(
+        "/callhook/v1/call-events", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 202, response.text
+
+
+def _finished(job: outbox.Job, owner: str, status: int = 204) -> outbox.Finished:
+    now = utcnow()
+    attempt = outbox.Attempt(now, job.host, status, None, None, 3, "", owner)
+    return outbox.Finished(job, attempt, outbox.DELIVERED, None, None)
+
+
+def _wanted(limit: int = 100, skip: tuple[str, ...] = ()) -> ClaimWanted:
+    return ClaimWanted(utcnow(), LEASE, limit, skip)
+
+
+async def test_a_calls_deliveries_are_claimed_one_after_another(
+    world: World, client: httpx.AsyncClient, components: Components, cycles: PostgresCycles
+) -> None:
+    await _calls(world, client, components, 4)
+    first = await cycles.cycle("w1", [], [], _wanted())
+    assert sorted(job.seq for job in first.jobs) == [1, 1, 1, 1]
+    assert not first.expired
+    # leased: another worker finds nothing; the next of each call waits for the first
+    assert (await cycles.cycle("w2", [], [], _wanted())).jobs == []
+    done = [_finished(job, "w1") for job in first.jobs]
+    second = await cycles.cycle("w1", done, [], _wanted())
+    assert second.kept == [True] * 4
+    assert sorted(job.seq for job in second.jobs) == [2, 2, 2, 2]
+    # a receiver left out is not claimed for
+    skipped = await cycles.cycle(
+        "w1", [_finished(j, "w1") for j in second.jobs], [], _wanted(skip=("127.0.0.1:9",))
+    )
+    assert skipped.kept == [True] * 4
+    assert skipped.jobs == []
+
+
+async def test_an_attempt_is_recorded_only_while_its_lease_is_held(
+    world: World,
+    client: httpx.AsyncClient,
+    components: Components,
+    cycles: PostgresCycles,
+    sql: asyncpg.Connection,
+) -> None:
+    await _calls(world, client, components, 3)
+    jobs = (await cycles.cycle("w1", [], [], _wanted())).jobs
+    lost, *held = jobs
+    await sql.execute("UPDATE deliveries SET lease_owner = 'w2' WHERE id = $1", lost.id)
+    done = await cycles.cycle("w1", [_finished(job, "w1") for job in jobs], [], None)
+    assert done.kept == [False, True, True]
+    rows = {
+        row["id"]: row
+        for row in await sql.fetch("SELECT id, state, attempts, lease_owner FROM deliveries")
+    }
+    assert (rows[lost.id]["state"], rows[lost.id]["attempts"]) == ("pending", 0)
+    assert rows[lost.id]["lease_owner"] == "w2"
+    for job in held:
+        assert (rows[job.id]["state"], rows[job.id]["attempts"]) == ("delivered", 1)
+        assert rows[job.id]["lease_owner"] is None
+    logged = await sql.fetch("SELECT delivery_id, status, worker FROM delivery_attempts")
+    assert sorted((r["delivery_id"], r["status"], r["worker"]) for r in logged) == sorted(
+        (job.id, 204, "w1") for job in held
+    )
+    # recorded again (a cycle whose commit was in doubt): nothing changes
+    again = await cycles.cycle("w1", [_finished(job, "w1") for job in held], [], None)
+    assert again.kept == [False, False]
+    assert await sql.fetchval("SELECT count(*) FROM delivery_attempts") == 2
+
+
+async def test_leases_given_back_are_due_again_and_late_ones_expire(
+    world: World,
+    client: httpx.AsyncClient,
+    components: Components,
+    cycles: PostgresCycles,
+    sql: asyncpg.Connection,
+) -> None:
+    await _calls(world, client, components, 2)
+    jobs = (await cycles.cycle("w1", [], [], _wanted())).jobs
+    later = utcnow() + timedelta(minutes=5)
+    await cycles.cycle("w1", [], [(job.id, later) for job in jobs], None)
+    rows = await sql.fetch(
+        "SELECT lease_owner, next_at FROM deliveries WHERE id = ANY($1::bigint[])",
+        [job.id for job in jobs],
+    )
+    assert all(row["lease_owner"] is None and row["next_at"] == later for row in rows)
+    assert (await cycles.cycle("w1", [], [], _wanted())).jobs == []  # not due yet
+    await sql.execute("UPDATE deliveries SET next_at = now(), expires_at = now()")
+    expired = await cycles.cycle("w1", [], [], _wanted())
+    assert expired.jobs == []
+    assert sorted(job.id for job in expired.expired) == sorted(job.id for job in jobs)
+    states = await sql.fetch(
+        "SELECT state, last_error FROM deliveries WHERE id = ANY($1::bigint[])",
+        [job.id for job in jobs],
+    )
+    assert {(r["state"], r["last_error"]) for r in states} == {
+        (outbox.EXPIRED, outbox.EXPIRED_REASON)
+    }
+
+
+async def test_the_workers_commits_do_not_wait_for_the_disk_and_ingests_do(
+    components: Components, cycles: PostgresCycles
+) -> None:
+    async def setting(conn: asyncpg.Connection) -> str:
+        value: str = await conn.fetchval("SHOW synchronous_commit")
+        return value
+
+    assert await cycles._conn.transaction(setting) == "off"
+    assert components.ingest._postgres is not None
+    assert await components.ingest._postgres.transaction(setting) == "on"
