@@ -374,8 +374,9 @@ _JOB_COLUMNS = [
 
 
 @lru_cache(maxsize=8)
-def _claim_statement(dialect: str, skipping: bool) -> Any:
-    """The claim, built once per engine kind (its values are bound parameters)."""
+def _claim_statement(skipping: bool) -> Any:
+    """The claim through the engine (SQLite in memory; ``outbox_sqlite`` and ``outbox_postgres``
+    run the same query), built once (its values are bound parameters)."""
     now = bindparam("b_now", type_=deliveries.c.next_at.type)
     cand = deliveries.alias("cand")
     earlier = deliveries.alias("earlier")
@@ -402,20 +403,6 @@ def _claim_statement(dialect: str, skipping: bool) -> Any:
         "lease_until": bindparam("b_until", type_=deliveries.c.lease_until.type),
         "lease_owner": bindparam("b_owner", type_=String),
     }
-    if dialect == "postgresql":
-        # a materialized CTE locks the rows once; as a plain IN (subquery) PostgreSQL may run
-        # the LIMIT ... SKIP LOCKED subquery again and update rows it never locked
-        locked = (
-            due.with_for_update(skip_locked=True, of=cand)
-            .cte("due")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        return (
-            update(deliveries)
-            .where(deliveries.c.id == locked.c.id)
-            .values(**lease)
-            .returning(*_JOB_COLUMNS)
-        )
     # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
     # would have to upgrade its read lock, which fails instead of waiting when others write)
     return (
@@ -460,11 +447,8 @@ async def claim(
     limit: int,
     skip_hosts: Sequence[str] = (),
 ) -> list[Job]:
-    """Lease up to ``limit`` due deliveries, each the first unfinished one of its (url, call).
-
-    On PostgreSQL the rows are locked with SKIP LOCKED, so workers never claim the same one.
-    """
-    claimed = _claim_statement(conn.dialect.name, bool(skip_hosts))
+    """Lease up to ``limit`` due deliveries, each the first unfinished one of its (url, call)."""
+    claimed = _claim_statement(bool(skip_hosts))
     params: dict[str, Any] = {
         "b_now": now,
         "b_until": now + lease,
@@ -568,11 +552,6 @@ ATTEMPT_COLUMNS = (
 )
 
 
-_FINISH = (
-    "UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, "
-    "attempts = attempts + 1, last_status = ?, next_at = COALESCE(?, next_at), finished = ? "
-    "WHERE id = ?"
-)
 #: SQLite: many attempts in one statement, each only while its lease is still the worker's
 FINISH_FROM_VALUES = (
     "UPDATE deliveries SET state = v.column1, lease_until = NULL, lease_owner = NULL, "
@@ -585,7 +564,8 @@ FINISH_FROM_VALUES = (
 
 
 def finish_rows(stamp: Stamp, finished: Sequence[Finished]) -> list[tuple[Any, ...]]:
-    """state, reason, status, next attempt, finished time, id: for _FINISH and its kin."""
+    """state, reason, status, next attempt, finished time, id: for FINISH_FROM_VALUES and its
+    kin."""
     return [
         (
             f.state,
@@ -615,21 +595,6 @@ def attempt_rows(stamp: Stamp, finished: Sequence[Finished]) -> list[tuple[Any, 
         )
         for f in finished
     ]
-
-
-async def _leased_by(conn: AsyncConnection, finished: Sequence[Finished], owner: str) -> set[int]:
-    """The deliveries among ``finished`` still pending and leased by ``owner``, locked."""
-    kept: set[int] = set()
-    for chunk in _chunks([f.job.id for f in finished]):
-        # by primary key only, the rest checked here: with state in the WHERE clause SQLite
-        # would walk the (state, next_at) index over every pending delivery instead
-        query = select(deliveries.c.id, deliveries.c.state, deliveries.c.lease_owner).where(
-            deliveries.c.id.in_(chunk)
-        )
-        for row in await conn.execute(query.with_for_update()):
-            if row.state == PENDING and row.lease_owner == owner:
-                kept.add(row.id)
-    return kept
 
 
 async def _recorded_by(conn: AsyncConnection, finished: Sequence[Finished], owner: str) -> set[int]:
@@ -663,11 +628,11 @@ async def finish_attempts(
     conn: AsyncConnection, owner: str, finished: Sequence[Finished]
 ) -> list[bool]:
     """Record many attempts of one worker; for each, False if its lease was lost meanwhile
-    (then nothing of it is written).
+    (then nothing of it is written). Through the engine: SQLite in memory (a SQLite file goes
+    through ``outbox_sqlite``, PostgreSQL through ``outbox_postgres``).
 
-    SQLite (one writer at a time): the updates check the lease themselves, and only when
-    fewer rows changed than attempts were made does a query find which leases were lost.
-    PostgreSQL: the rows are locked and checked first.
+    One writer at a time: the updates check the lease themselves, and only when fewer rows
+    changed than attempts were made does a query find which leases were lost.
     """
     if not finished:
         return []
@@ -675,22 +640,17 @@ async def finish_attempts(
     def stamp(value: datetime | None) -> Any:
         return bulk.timestamp(conn, value)
 
-    if conn.dialect.name == "sqlite":
-        changed = 0
-        for chunk in bulk.chunked(finish_rows(stamp, finished), 6):
-            sql = FINISH_FROM_VALUES.format(values=bulk.values(len(chunk), 6))
-            params = (*(v for row in chunk for v in row), owner)
-            result = await conn.exec_driver_sql(sql, params)
-            changed += result.rowcount
-        if changed == len(finished):
-            kept = {f.job.id for f in finished}
-        else:
-            kept = await _recorded_by(conn, finished, owner)
-        mine = [f for f in finished if f.job.id in kept]
+    changed = 0
+    for chunk in bulk.chunked(finish_rows(stamp, finished), 6):
+        sql = FINISH_FROM_VALUES.format(values=bulk.values(len(chunk), 6))
+        params = (*(v for row in chunk for v in row), owner)
+        result = await conn.exec_driver_sql(sql, params)
+        changed += result.rowcount
+    if changed == len(finished):
+        kept = {f.job.id for f in finished}
     else:
-        kept = await _leased_by(conn, finished, owner)
-        mine = [f for f in finished if f.job.id in kept]
-        await bulk.run_many(conn, _FINISH, finish_rows(stamp, mine))
+        kept = await _recorded_by(conn, finished, owner)
+    mine = [f for f in finished if f.job.id in kept]
     if mine:
         rows = attempt_rows(stamp, mine)
         await bulk.insert_rows(conn, delivery_attempts, ATTEMPT_COLUMNS, rows)

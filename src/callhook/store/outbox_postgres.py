@@ -48,7 +48,9 @@ _RELEASE = (
     "FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, next_at) "
     "WHERE d.id = ANY($1::bigint[]) AND d.id = v.id AND d.lease_owner = $3"
 )
-#: outbox._claim_statement as it renders for PostgreSQL, the hosts to skip as an array
+#: outbox._claim_statement's query, the hosts to skip as an array; the rows locked with SKIP
+#: LOCKED (workers never claim the same one) in a MATERIALIZED CTE: as a plain IN (subquery)
+#: PostgreSQL may run the LIMIT ... SKIP LOCKED subquery again and update rows it never locked
 _CLAIM = (
     "WITH due AS MATERIALIZED (SELECT cand.id FROM deliveries AS cand "
     "WHERE cand.state = 'pending' AND cand.next_at <= $1 "
