@@ -8,6 +8,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -121,3 +122,11 @@ class SqliteTemplates:
 
     def empty(self) -> str:
         return f"sqlite+aiosqlite:///{self.root / (uuid.uuid4().hex[:12] + '-empty.db')}"
+
+
+def plan_nodes(plan: Any) -> list[tuple[str, str]]:
+    """(node type, relation) of every node of a PostgreSQL EXPLAIN (FORMAT JSON) plan."""
+    found = [(plan["Node Type"], plan.get("Relation Name", ""))]
+    for child in plan.get("Plans", ()):
+        found.extend(plan_nodes(child))
+    return found

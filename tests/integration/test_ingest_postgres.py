@@ -22,6 +22,7 @@ from callhook.store import ingest_postgres, outbox
 from callhook.store.database import asyncpg_options
 from callhook.wiring import Components, build
 from tests.conftest import World
+from tests.databases import plan_nodes
 from tests.integration.test_engine import ALICE, BOB, answered_call, rule
 
 pytestmark = pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
@@ -163,14 +164,6 @@ async def test_the_reads_through_asyncpg_are_the_engines(
         await direct.close()
 
 
-def _scans(plan: Any) -> list[tuple[str, str]]:
-    """(node type, relation) of every node of an EXPLAIN (FORMAT JSON) plan."""
-    found = [(plan["Node Type"], plan.get("Relation Name", ""))]
-    for child in plan.get("Plans", ()):
-        found.extend(_scans(child))
-    return found
-
-
 async def test_lookups_probe_the_unique_index_on_a_table_never_analyzed(
     components: Components,
 ) -> None:
@@ -198,7 +191,7 @@ async def test_lookups_probe_the_unique_index_on_a_table_never_analyzed(
             (ingest_postgres._LOCK_CALLS, "calls"),
         ):
             (raw,) = await conn.fetchrow("EXPLAIN (FORMAT JSON) " + sql, source_id, keys)
-            scans = _scans(json.loads(raw)[0]["Plan"])
+            scans = plan_nodes(json.loads(raw)[0]["Plan"])
             assert ("Seq Scan", relation) not in scans, scans
             assert any(node.startswith("Index") and rel == relation for node, rel in scans)
         assert await ingest_postgres.known_events(conn, source_id, keys) == set(keys)
