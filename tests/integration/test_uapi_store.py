@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent, new_event_id
-from callhook.store.uapi_sqlite import SqliteUapiStore
-from callhook.store.uapi_store import ExtensionGone
+from callhook.store import bulk
+from callhook.store.uapi_sqlite import SqliteUapiStore, _insert
+from callhook.store.uapi_store import ExtensionGone, row_of
 from callhook.wiring import Components
 
 pytestmark = pytest.mark.usefixtures("world")
@@ -101,3 +102,41 @@ async def test_sqlite_a_failed_commit_fails_only_the_bad_creates_of_its_group(
     found = {e.id for e in await store.find_events(extension_id, None, None)}
     assert {e.id for e in events if e.extension_id == extension_id} <= found
     assert events[1].id not in found
+
+
+async def test_sqlite_a_write_cancelled_during_its_commit_is_cancelled_once_it_is_done(
+    components: Components,
+) -> None:
+    store = components.service.store
+    if not isinstance(store, SqliteUapiStore):
+        pytest.skip("SQLite's commit thread")
+    async with components.engine.connect() as conn:
+        extension_id = (await conn.execute(text("SELECT min(id) FROM extensions"))).scalar_one()
+    await store.insert_event(_event(extension_id, 0), app_id=1)
+    writer = store._writer
+    assert writer is not None
+    # a group's statement journal stays in memory (no temporary file written page by page)
+    assert writer._conn.execute("PRAGMA temp_store").fetchone()[0] == 2
+    commit = writer._commit
+    committed: list[float] = []
+
+    def slow_commit() -> None:
+        time.sleep(0.3)
+        commit()
+        committed.append(time.monotonic())
+
+    writer._commit = slow_commit  # type: ignore[method-assign]
+    event = _event(extension_id, 1)
+    row = row_of(event, 1, bulk.sqlite_datetime(event.modified))
+    task = asyncio.ensure_future(writer.write([(_insert(1), row)]))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the cancellation came once the COMMIT was done, not while the thread held the connection
+    assert len(committed) == 1
+    writer._commit = commit  # type: ignore[method-assign]
+    after = _event(extension_id, 2)
+    await store.insert_event(after, app_id=1)
+    found = {e.id for e in await store.find_events(extension_id, None, None)}
+    assert {event.id, after.id} <= found

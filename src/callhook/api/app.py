@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callhook.api.errors import HANDLERS, CatchAll, unexpected
@@ -21,6 +22,7 @@ from callhook.api.routes import (
     sources,
     uapi_events,
 )
+from callhook.api.routes.uapi_events import Endpoint
 from callhook.wiring_types import AppState
 
 
@@ -44,30 +46,54 @@ class TrailingSlash:
 
 class HotRoutes:
     """Requests for the UAPI's PhoneCallEvents (List and Create are its hot path) go straight
-    to their route's endpoint, around Starlette's middleware and router (a request paid ~10 %
-    of its time in their layers): the same endpoint, its errors answered by the same handlers
+    to their endpoint, around Starlette's middleware and router (a request paid ~10 % of its
+    time in their layers): the same endpoint, its errors answered by the same handlers
     (api/errors.py) and anything unexpected as ``CatchAll`` answers it. Anything else, a wrong
-    method included (405 with the Allow list), goes through ``app``, as before."""
+    method included (405 with the Allow list), goes through ``app``, as before.
 
-    def __init__(self, app: Starlette, routes: Sequence[Route]) -> None:
+    The path is matched by one expression for the three routes (``PATH``: Starlette's
+    ``{name}`` is ``[^/]+``), not by each route's in turn; a path it does not take whole goes
+    through ``app`` too, as does any request under a root path."""
+
+    PATH = re.compile(r"/uapi/extensions/([^/]+)/([^/]+)/phoneCallEvents(?:/([^/]+)(?:/([^/]+))?)?")
+
+    def __init__(
+        self, app: Starlette, routes: Sequence[Route], handlers: Sequence[Mapping[str, Endpoint]]
+    ) -> None:
+        """``routes``: the routes without a type, with a type, with a type and an id;
+        ``handlers``: each one's endpoints by method."""
         self.app = app
-        self.routes = routes
+        self.shapes = list(zip(routes, handlers, strict=True))
+        self.state: AppState = app.state.callhook
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/uapi/"):
-            for route in self.routes:
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    scope = {**scope, **child, "app": self.app}
+        if scope["type"] == "http" and not scope.get("root_path"):
+            found = self.PATH.fullmatch(scope["path"])
+            if found is not None:
+                user, extension, etype, eid = found.groups()
+                route, handlers = self.shapes[0 if etype is None else 1 if eid is None else 2]
+                method = scope["method"]
+                endpoint = handlers.get("GET" if method == "HEAD" else method)
+                if endpoint is not None:
+                    params = {"user": user, "extension": extension}
+                    if etype is not None:
+                        params["type"] = etype
+                        if eid is not None:
+                            params["id"] = eid
+                    scope = {
+                        **scope,
+                        "endpoint": route.endpoint,
+                        "path_params": params,
+                        "app": self.app,
+                        uapi_events.STATE: self.state,
+                    }
                     request = Request(scope, receive, send)
                     try:
-                        response = await route.endpoint(request)
+                        response = await endpoint(request)
                     except Exception as exc:
                         response = await _answer(request, exc)
                     await response(scope, receive, send)
                     return
-                if match is Match.PARTIAL:
-                    break
         await self.app(scope, receive, send)
 
 
@@ -96,4 +122,4 @@ def create_app(state: AppState) -> ASGIApp:
     )
     app.router.redirect_slashes = False
     app.state.callhook = state
-    return TrailingSlash(HotRoutes(app, uapi_events.routes))
+    return TrailingSlash(HotRoutes(app, uapi_events.routes, uapi_events.HANDLERS))

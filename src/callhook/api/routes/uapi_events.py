@@ -6,10 +6,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from callhook.api.requests import bearer_token, json_object, origin
+from callhook.api.responses import Json
 from callhook.domain.rate_limit import retry_after_seconds
 from callhook.errors import RateLimited
 from callhook.service import Principal, Service
@@ -17,10 +18,15 @@ from callhook.wiring_types import AppState
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 BASE = "/uapi/extensions/{user}/{extension}/phoneCallEvents"
+#: the scope's key for the app's state (``api.app.HotRoutes`` sets it)
+STATE = "callhook.state"
 
 
 def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.callhook
+    """The app's state: as ``HotRoutes`` put it in the scope, else from the app."""
+    state: AppState | None = request.scope.get(STATE)
+    if state is None:
+        state = request.app.state.callhook
     return state
 
 
@@ -58,7 +64,7 @@ async def list_events(request: Request) -> Response:
         base,
         request.url.path.rstrip("/"),
     )
-    return JSONResponse(body)
+    return Json(body)
 
 
 async def create_event(request: Request) -> Response:
@@ -69,7 +75,7 @@ async def create_event(request: Request) -> Response:
     target = await service.check_target(who, user, ext)
     payload = await json_object(request)
     created = await service.create_event(who, user, ext, payload, etype, base, target)
-    return JSONResponse(created, status_code=201, headers={"Location": created["links"]["self"]})
+    return Json(created, status_code=201, headers={"Location": created["links"]["self"]})
 
 
 async def update_event(request: Request) -> Response:
@@ -80,14 +86,14 @@ async def update_event(request: Request) -> Response:
     await service.check_target(who, user, ext)
     payload = await json_object(request)
     updated = await service.update_event(who, user, ext, etype, eid, payload, base)
-    return JSONResponse(updated)
+    return Json(updated)
 
 
 async def delete_events(request: Request) -> Response:
     user, ext, etype, eid = _parts(request)
     service, who, base = await _principal(request)
     deleted = await service.delete_events(who, user, ext, etype, eid, base)
-    return JSONResponse(deleted)
+    return Json(deleted)
 
 
 def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
@@ -101,10 +107,15 @@ def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
     return Route(path, dispatch, methods=list(handlers))
 
 
+#: each path's endpoints by method: without a type, with a type, with a type and an id
+HANDLERS: tuple[dict[str, Endpoint], ...] = (
+    {"GET": list_events, "POST": create_event, "DELETE": delete_events},
+    {"GET": list_events, "POST": create_event, "DELETE": delete_events},
+    {"GET": list_events, "PUT": update_event, "DELETE": delete_events},
+)
 routes = [
-    _route(BASE, {"GET": list_events, "POST": create_event, "DELETE": delete_events}),
-    _route(BASE + "/{type}", {"GET": list_events, "POST": create_event, "DELETE": delete_events}),
-    _route(
-        BASE + "/{type}/{id}", {"GET": list_events, "PUT": update_event, "DELETE": delete_events}
-    ),
+    _route(path, handlers)
+    for path, handlers in zip(
+        (BASE, BASE + "/{type}", BASE + "/{type}/{id}"), HANDLERS, strict=True
+    )
 ]
