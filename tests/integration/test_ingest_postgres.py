@@ -15,7 +15,6 @@ import asyncpg
 import httpx
 import pytest
 
-from callhook.config import Settings
 from callhook.service import utcnow
 from callhook.sources.registry import SourceRegistry
 from callhook.store import ingest_postgres, outbox
@@ -23,6 +22,7 @@ from callhook.store.database import asyncpg_options
 from callhook.wiring import Components, build
 from tests.conftest import World
 from tests.databases import plan_nodes
+from tests.integration.ingesting import asgi_client, post_events, settings_for
 from tests.integration.test_engine import ALICE, BOB, answered_call, rule
 
 pytestmark = pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
@@ -30,13 +30,9 @@ pytestmark = pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
 URL = "http://127.0.0.1:9/hook"
 
 
-def _settings(data_dir: Path, database_url: str) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url, allow_networks="127.0.0.1/32")
-
-
 @pytest.fixture
 async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
-    built = build(_settings(tmp_path / "data", database_url))
+    built = build(settings_for(tmp_path / "data", database_url))
     yield built
     await built.close()
 
@@ -44,23 +40,9 @@ async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Compone
 @pytest.fixture
 async def other(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
     """Another serve on the same database, with its own connections."""
-    built = build(_settings(tmp_path / "other", database_url))
+    built = build(settings_for(tmp_path / "other", database_url))
     yield built
     await built.close()
-
-
-async def _client(components: Components) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=components.app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="https://callhook.test")
-
-
-async def _post(client: httpx.AsyncClient, token: str, body: Any) -> dict[str, int]:
-    response = await client.post(
-        "/callhook/v1/call-events", json=body, headers={"Authorization": f"Bearer {token}"}
-    )
-    assert response.status_code == 202, response.text
-    answer: dict[str, int] = response.json()
-    return answer
 
 
 async def _connect(components: Components) -> asyncpg.Connection:
@@ -82,11 +64,13 @@ async def test_two_serves_accept_each_event_once(
     for etype in (0, 2, 3):
         await rule(world, "alice", ALICE, etype, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
-    async with await _client(other) as second:
+    async with asgi_client(other) as second:
         for n in range(5):
             call = answered_call(f"both-{n}")
             answers = await asyncio.gather(
-                _post(client, token, call), _post(second, token, call), _post(client, token, call)
+                post_events(client, token, call),
+                post_events(second, token, call),
+                post_events(client, token, call),
             )
             assert sorted(a["accepted"] for a in answers) == [0, 0, 3]
             assert sum(a["duplicates"] for a in answers) == 6
@@ -104,11 +88,11 @@ async def test_a_calls_events_split_between_two_serves_make_one_call(
     for etype in (0, 2, 3):
         await rule(world, "alice", ALICE, etype, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
-    async with await _client(other) as second:
+    async with asgi_client(other) as second:
         for n in range(5):
             start, answer, end = answered_call(f"split-{n}")
             answers = await asyncio.gather(
-                _post(client, token, [answer, end]), _post(second, token, start)
+                post_events(client, token, [answer, end]), post_events(second, token, start)
             )
             assert sum(a["accepted"] for a in answers) == 3
             assert sum(a["deliveries"] for a in answers) == 3
@@ -131,7 +115,7 @@ async def test_the_reads_through_asyncpg_are_the_engines(
     await rule(world, "bob", BOB, 1, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
     events = [e for n in range(3) for e in answered_call(f"r-{n}")]
-    await _post(client, token, events[:-1])  # the last call not ended
+    await post_events(client, token, events[:-1])  # the last call not ended
     source_id = (await components.ingest.authenticate(token)).id
     call_ids = ["r-0", "r-1", "r-2"]
     event_ids = [e["event_id"] for e in events] + ["unknown"]
@@ -206,7 +190,11 @@ async def test_a_lost_connection_is_made_again(
         await rule(world, "alice", ALICE, etype, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
     first, *rest = answered_call("lost")
-    assert await _post(client, token, [first]) == {"accepted": 1, "duplicates": 0, "deliveries": 1}
+    assert await post_events(client, token, [first]) == {
+        "accepted": 1,
+        "duplicates": 0,
+        "deliveries": 1,
+    }
     admin = await _connect(components)
     try:
         # every other connection to this database, ingest's among them, cut by the server
@@ -216,7 +204,11 @@ async def test_a_lost_connection_is_made_again(
         )
     finally:
         await admin.close()
-    assert await _post(client, token, rest) == {"accepted": 2, "duplicates": 0, "deliveries": 2}
+    assert await post_events(client, token, rest) == {
+        "accepted": 2,
+        "duplicates": 0,
+        "deliveries": 2,
+    }
     assert [seq for _, seq in await _deliveries(components)] == [1, 2, 3]
 
 
@@ -246,7 +238,7 @@ async def test_a_connection_lost_inside_a_group_is_tried_again_on_a_new_one(
         return await read(conn, source_id, event_ids)
 
     monkeypatch.setattr(ingest_postgres, "known_events", known_events)
-    answer = await _post(client, token, answered_call("cut"))
+    answer = await post_events(client, token, answered_call("cut"))
     assert cut
     assert answer == {"accepted": 3, "duplicates": 0, "deliveries": 3}
     assert [seq for _, seq in await _deliveries(components)] == [1, 2, 3]

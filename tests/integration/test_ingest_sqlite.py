@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from callhook.config import Settings
 from callhook.sources.registry import SourceRegistry
 from callhook.store import ingest_sqlite, outbox
 from callhook.wiring import Components, build
 from tests.conftest import World
+from tests.integration.ingesting import asgi_client, post_events, settings_for
 from tests.integration.test_engine import ALICE, BOB, answered_call, rule
 
 pytestmark = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
@@ -25,13 +25,9 @@ pytestmark = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
 URL = "http://127.0.0.1:9/hook"
 
 
-def _settings(data_dir: Path, database_url: str) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url, allow_networks="127.0.0.1/32")
-
-
 @pytest.fixture
 async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
-    built = build(_settings(tmp_path / "data", database_url))
+    built = build(settings_for(tmp_path / "data", database_url))
     yield built
     await built.close()
 
@@ -42,23 +38,9 @@ async def other(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
     and its own ingest thread, as another process has (only SQLite's lock is shared)."""
     path = Path(database_url.removeprefix("sqlite+aiosqlite:///"))
     url = f"sqlite+aiosqlite:///{path.parent}/./{path.name}"
-    built = build(_settings(tmp_path / "other", url))
+    built = build(settings_for(tmp_path / "other", url))
     yield built
     await built.close()
-
-
-async def _client(components: Components) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=components.app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="https://callhook.test")
-
-
-async def _post(client: httpx.AsyncClient, token: str, body: Any) -> dict[str, int]:
-    response = await client.post(
-        "/callhook/v1/call-events", json=body, headers={"Authorization": f"Bearer {token}"}
-    )
-    assert response.status_code == 202, response.text
-    answer: dict[str, int] = response.json()
-    return answer
 
 
 def _deliveries(path: str) -> list[tuple[str, int, str]]:
@@ -76,10 +58,12 @@ async def test_two_serves_on_one_file_accept_each_event_once(
     for etype in (0, 2, 3):
         await rule(world, "alice", ALICE, etype, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
-    async with await _client(other) as second:
+    async with asgi_client(other) as second:
         call = answered_call("both")
         answers = await asyncio.gather(
-            _post(client, token, call), _post(second, token, call), _post(client, token, call)
+            post_events(client, token, call),
+            post_events(second, token, call),
+            post_events(client, token, call),
         )
     assert sorted(answers, key=lambda a: a["accepted"]) == [
         {"accepted": 0, "duplicates": 3, "deliveries": 0},
@@ -100,11 +84,11 @@ async def test_a_calls_events_split_between_two_serves_see_each_others_state(
         await rule(world, "alice", ALICE, etype, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
     path = str(components.engine.url.database)
-    async with await _client(other) as second:
+    async with asgi_client(other) as second:
         for n in range(5):
             start, answer, end = answered_call(f"split-{n}")
             answers = await asyncio.gather(
-                _post(client, token, [answer, end]), _post(second, token, start)
+                post_events(client, token, [answer, end]), post_events(second, token, start)
             )
             assert sum(a["accepted"] for a in answers) == 3
             assert sum(a["deliveries"] for a in answers) == 3
@@ -127,7 +111,7 @@ async def test_the_reads_through_sqlite3_are_the_engines(
     await rule(world, "bob", BOB, 1, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
     events = [e for n in range(3) for e in answered_call(f"r-{n}")]
-    await _post(client, token, events[:-1])  # the last call not ended
+    await post_events(client, token, events[:-1])  # the last call not ended
     source_id = (await components.ingest.authenticate(token)).id
     call_ids = ["r-0", "r-1", "r-2", "nope"]
     event_ids = [e["event_id"] for e in events] + ["unknown"]
@@ -179,13 +163,13 @@ async def test_a_group_read_before_another_serves_commit_is_planned_again(
         found = read(conn, source_id, event_ids)
         if armed.pop() if armed else False:
             # on this serve's ingest thread: the other serve commits meanwhile
-            done = asyncio.run_coroutine_threadsafe(_post(second, token, call), loop)
+            done = asyncio.run_coroutine_threadsafe(post_events(second, token, call), loop)
             between.append(done.result(timeout=30))
         return found
 
     monkeypatch.setattr(ingest_sqlite, "known_text", known_text)
-    async with await _client(other) as second:
-        answer = await _post(client, token, call)
+    async with asgi_client(other) as second:
+        answer = await post_events(client, token, call)
     assert between == [{"accepted": 3, "duplicates": 0, "deliveries": 3}]
     assert answer == {"accepted": 0, "duplicates": 3, "deliveries": 0}
     path = str(components.engine.url.database)
