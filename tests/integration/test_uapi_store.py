@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent, new_event_id
 from callhook.store import bulk
-from callhook.store.uapi_sqlite import SqliteUapiStore, _insert
+from callhook.store.uapi_sqlite import RuleWriter, SqliteUapiStore, _insert
 from callhook.store.uapi_store import ExtensionGone, row_of
 from callhook.wiring import Components
 
@@ -76,17 +76,26 @@ async def test_sqlite_a_create_waits_for_another_writer_of_the_file(
     assert event in await store.find_events(extension_id, None, None)
 
 
-async def test_sqlite_a_failed_commit_fails_only_the_bad_creates_of_its_group(
-    components: Components,
-) -> None:
+async def _sqlite_writer(
+    components: Components, skip_why: str
+) -> tuple[SqliteUapiStore, RuleWriter, int]:
+    """The SQLite store, its rule writer (started by a first Create) and an extension's id;
+    the test is skipped on other engines."""
     store = components.service.store
     if not isinstance(store, SqliteUapiStore):
-        pytest.skip("SQLite's deferred foreign keys")
+        pytest.skip(skip_why)
     async with components.engine.connect() as conn:
         extension_id = (await conn.execute(text("SELECT min(id) FROM extensions"))).scalar_one()
     await store.insert_event(_event(extension_id, 0), app_id=1)
     writer = store._writer
     assert writer is not None
+    return store, writer, extension_id
+
+
+async def test_sqlite_a_failed_commit_fails_only_the_bad_creates_of_its_group(
+    components: Components,
+) -> None:
+    store, writer, extension_id = await _sqlite_writer(components, "SQLite's deferred foreign keys")
     # the gone extension is found by the group's COMMIT (on the commit thread), not its INSERT
     writer._conn.execute("PRAGMA defer_foreign_keys=ON")
     events = [_event(GONE if n == 2 else extension_id, n) for n in range(1, 5)]
@@ -107,14 +116,7 @@ async def test_sqlite_a_failed_commit_fails_only_the_bad_creates_of_its_group(
 async def test_sqlite_a_write_cancelled_during_its_commit_is_cancelled_once_it_is_done(
     components: Components,
 ) -> None:
-    store = components.service.store
-    if not isinstance(store, SqliteUapiStore):
-        pytest.skip("SQLite's commit thread")
-    async with components.engine.connect() as conn:
-        extension_id = (await conn.execute(text("SELECT min(id) FROM extensions"))).scalar_one()
-    await store.insert_event(_event(extension_id, 0), app_id=1)
-    writer = store._writer
-    assert writer is not None
+    store, writer, extension_id = await _sqlite_writer(components, "SQLite's commit thread")
     # a group's statement journal stays in memory (no temporary file written page by page)
     assert writer._conn.execute("PRAGMA temp_store").fetchone()[0] == 2
     commit = writer._commit
