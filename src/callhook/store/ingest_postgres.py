@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callhook.domain.calls import CallState
 from callhook.store import outbox
 from callhook.store.database import asyncpg_options
-from callhook.store.pg_connection import OwnConnection
+from callhook.store.pg_connection import OwnConnection, columns, moment
 
 NOTIFY = "SELECT pg_notify($1, '')"
 
@@ -92,25 +91,14 @@ _SAVE_CALLS = (
 )
 
 
-def _insert_columns(table: str, columns: Sequence[str], types: Sequence[str]) -> str:
+def _insert_columns(table: str, names: Sequence[str], types: Sequence[str]) -> str:
     """INSERT of many rows given as one array per column."""
     arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, 1))
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    return f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays})"  # noqa: S608
 
 
 _INSERT_EVENTS = _insert_columns("call_events", outbox.EVENT_COLUMNS, _EVENT_TYPES)
 _INSERT_DELIVERIES = _insert_columns("deliveries", outbox.DELIVERY_COLUMNS, _DELIVERY_TYPES)
-
-
-def _moment(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as one list per column (asyncpg takes each as an array)."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def lock_calls(
@@ -168,14 +156,14 @@ async def write(
     """Inside the transaction: the events, the deliveries (in the order given: their ids keep
     it), the changed calls; ``channel`` notified when there are deliveries."""
     if events:
-        rows = outbox.event_rows(_moment, events, now)
-        await conn.execute(_INSERT_EVENTS, *_columns(rows, len(outbox.EVENT_COLUMNS)))
+        rows = outbox.event_rows(moment, events, now)
+        await conn.execute(_INSERT_EVENTS, *columns(rows))
     if deliveries:
-        rows = outbox.delivery_rows(_moment, deliveries, now)
-        await conn.execute(_INSERT_DELIVERIES, *_columns(rows, len(outbox.DELIVERY_COLUMNS)))
+        rows = outbox.delivery_rows(moment, deliveries, now)
+        await conn.execute(_INSERT_DELIVERIES, *columns(rows))
     if changed:
         saved = outbox.saved_call_rows(changed, now)
-        await conn.execute(_SAVE_CALLS, *_columns(saved, 4))
+        await conn.execute(_SAVE_CALLS, *columns(saved))
     if deliveries:
         await conn.execute(NOTIFY, channel)
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callhook.store import outbox
 from callhook.store.database import asyncpg_options
 from callhook.store.outbox import EXPIRED_REASON, ClaimWanted, CycleDone
-from callhook.store.pg_connection import OwnConnection
+from callhook.store.pg_connection import OwnConnection, columns, moment
 
 #: the worker's connection plans without bitmap scans and full sorts. With statistics that do
 #: not know how many deliveries are due (a fresh database, a burst) PostgreSQL read every due
@@ -80,14 +79,6 @@ _EXPIRE = (
 )
 
 
-def _moment(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 class PostgresCycles:
     """Runs cycles for one worker on one PostgreSQL database (``close`` when it stops)."""
 
@@ -142,13 +133,13 @@ async def record(
     meanwhile (then nothing of it is written)."""
     if not finished:
         return []
-    ids, states, reasons, statuses, next_ats, ends = _columns(
+    ids, states, reasons, statuses, next_ats, ends = columns(
         [
             (job_id, state, reason, status, next_at, end)
-            for state, reason, status, next_at, end, job_id in outbox.finish_rows(_moment, finished)
+            for state, reason, status, next_at, end, job_id in outbox.finish_rows(moment, finished)
         ]
     )
-    attempts = _columns(outbox.attempt_rows(_moment, finished))
+    attempts = columns(outbox.attempt_rows(moment, finished))
     _, at, host, _, error_class, error, latency, snippet, worker = attempts
     rows = await conn.fetch(
         _RECORD,
@@ -175,7 +166,7 @@ async def release(
     conn: asyncpg.Connection, owner: str, returns: Sequence[tuple[int, datetime]]
 ) -> None:
     """Give leased deliveries back without an attempt, each due again at its time."""
-    await conn.execute(_RELEASE, [i for i, _ in returns], [_moment(at) for _, at in returns], owner)
+    await conn.execute(_RELEASE, [i for i, _ in returns], [moment(at) for _, at in returns], owner)
 
 
 async def claim_jobs(conn: asyncpg.Connection, owner: str, wanted: ClaimWanted) -> list[outbox.Job]:

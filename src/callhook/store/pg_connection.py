@@ -1,13 +1,14 @@
 """One asyncpg connection of a hot path's own (ingest's commit groups, a worker's cycles), for
 work that runs one transaction at a time: made on first use, closed when in doubt, made again
-after it is lost."""
+after it is lost; and the two conversions their statements share."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -24,6 +25,16 @@ LOST = (
     asyncpg.InterfaceError,
     OSError,
 )
+
+
+def moment(value: datetime | None) -> datetime | None:
+    """A time as asyncpg takes it for timestamptz: aware, in UTC."""
+    return None if value is None else value.astimezone(UTC)
+
+
+def columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows (at least one) as one list per column: asyncpg takes each as an array."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class OwnConnection:
