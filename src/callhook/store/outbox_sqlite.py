@@ -32,7 +32,7 @@ _DUE = (
     "AND (cand.lease_until IS NULL OR cand.lease_until < ?) "
     "AND NOT (EXISTS (SELECT 1 FROM deliveries AS earlier "
     "WHERE earlier.order_key = cand.order_key AND earlier.id < cand.id "
-    "AND coalesce(earlier.state, '') = 'pending')){skip} "
+    "AND earlier.state = 'pending')){skip} "
     "ORDER BY cand.next_at, cand.id LIMIT ?)"
 )
 #: then their leases (the cycle holds the write lock since its BEGIN IMMEDIATE: nothing else

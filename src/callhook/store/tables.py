@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -273,8 +274,21 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     #: why the event behind it was made up by its source (a reconstructed hangup), if it was
     Column("note", String(250), nullable=True),
-    Index("ix_deliveries_state_next_at", "state", "next_at"),
-    Index("ix_deliveries_order_key_id", "order_key", "id"),
+    #: the claim's: pending deliveries only (migration 0007)
+    Index(
+        "ix_deliveries_pending_next_at",
+        "next_at",
+        "id",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index(
+        "ix_deliveries_pending_order_key",
+        "order_key",
+        "id",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
     Index("ix_deliveries_created", "created"),
 )
 
