@@ -15,6 +15,7 @@ BENCHMARKS = {
     "isolation": "bench.isolation",
     "durability": "bench.durability",
     "kamailio": "bench.kamailio",
+    "sender": "bench.sender",
 }
 
 

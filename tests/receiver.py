@@ -33,11 +33,13 @@ class Received:
 
 @dataclass
 class Receiver:
-    """``answer`` decides each response status (default 204)."""
+    """``answer`` decides each response status (default 204); each answer waits ``delay``
+    seconds (a receiver that takes its time)."""
 
     answer: Callable[[Received], int] = lambda _r: 204
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    delay: float = 0.0
     _runner: web.AppRunner | None = None
 
     @property
@@ -55,6 +57,8 @@ class Receiver:
             time.monotonic(),
         )
         self.requests.append(got)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         status = self.answer(got)
         headers = {"Retry-After": "0"} if status in (429, 503) else None
         return web.Response(status=status, text="ok" if status < 300 else "nope", headers=headers)
@@ -88,8 +92,14 @@ class Receiver:
 class ThreadedReceiver:
     """A Receiver on its own event loop in a thread, for tests that block (real processes)."""
 
-    def __init__(self, port: int = 0, answer: Callable[[Received], int] | None = None) -> None:
-        self.receiver = Receiver(port=port)
+    def __init__(
+        self,
+        port: int = 0,
+        answer: Callable[[Received], int] | None = None,
+        *,
+        delay: float = 0.0,
+    ) -> None:
+        self.receiver = Receiver(port=port, delay=delay)
         if answer is not None:
             self.receiver.answer = answer
         self._loop = asyncio.new_event_loop()

@@ -167,12 +167,22 @@ def postgres_url(postgres_templates: PostgresTemplates | None) -> Iterator[str]:
     postgres_templates.drop(url)
 
 
+@pytest.fixture
+def slow_receiver() -> Iterator[ThreadedReceiver]:
+    """Answers each request after 10 ms: 900 take a worker with 2 in flight 4.5 s at least."""
+    r = ThreadedReceiver(delay=0.01)
+    yield r
+    r.close()
+
+
 def test_three_workers_on_postgresql_send_each_delivery_once_and_in_order_per_url_and_call(
-    tmp_path: Path, postgres_url: str, receiver: ThreadedReceiver
+    tmp_path: Path, postgres_url: str, slow_receiver: ThreadedReceiver
 ) -> None:
     # a worker keeps the work it can hold (it records a call's delivery and claims the next
-    # one in the same transaction): with 2 requests in flight each (holding 16), no worker can
-    # hold the 900 deliveries, so the three must share them, as they do under load
+    # one in the same transaction): with 2 requests in flight each (holding 16) to a receiver
+    # that takes 10 ms an answer, no worker can hold or quickly send the 900 deliveries, so the
+    # three must share them, as they do under load (a fast receiver let two workers send all)
+    receiver = slow_receiver
     deployment = Deployment(tmp_path, postgres_url, CALLHOOK_WORKER_CONCURRENCY="2")
     try:
         deployment.serve("--no-worker")

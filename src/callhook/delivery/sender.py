@@ -2,20 +2,22 @@
 
 It sends exactly the bytes it is given (no re-encoding of the URL, no redirects followed, no
 cookies kept), guards destinations (``guard``), and never raises for network trouble: every
-aiohttp, socket, TLS or timeout error becomes an error class and a one-line message.
+socket, TLS, protocol or timeout error becomes an error class and a one-line message. The
+requests go through ``http1``, a lean HTTP/1.1 client (decision 0014).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from dataclasses import dataclass
 from types import TracebackType
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from callhook.delivery import http1
 from callhook.delivery.guard import (
     GuardedResolver,
     Networks,
@@ -26,7 +28,7 @@ from callhook.delivery.guard import (
 from callhook.domain.payloads import OutgoingRequest, Timeouts
 
 #: bytes of the response body kept for the delivery log
-SNIPPET_BYTES = 1024
+SNIPPET_BYTES = http1.SNIPPET_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,31 +55,26 @@ def _one_line(text: str) -> str:
 
 def classify(exc: BaseException) -> tuple[str, str]:
     """The error class and a one-line message for an exception raised by an attempt."""
-    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc.__cause__
-    if isinstance(exc, RefusedDestination) or isinstance(cause, RefusedDestination):
-        return "refused_destination", _one_line(str(cause or exc))
+    if isinstance(exc, RefusedDestination):
+        return "refused_destination", _one_line(str(exc))
     # before invalid_url: a certificate error is also a ValueError
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return "tls_error", _one_line(f"TLS: {exc}")
     if isinstance(exc, InvalidTarget):
         return "invalid_url", _one_line(f"invalid URL: {exc}")
-    if isinstance(exc, aiohttp.InvalidURL):  # its text would repeat the URL, query and all
-        return "invalid_url", _one_line(f"invalid URL: {exc.description or 'malformed'}")
-    if isinstance(exc, aiohttp.NonHttpUrlClientError | ValueError):
-        return "invalid_url", "invalid URL"
     if isinstance(exc, TimeoutError):
         return "timeout", "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "connect_error", _one_line(f"cannot resolve {exc.host}: {exc.os_error}")
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientOSError | OSError):
+    if isinstance(exc, http1.ReceiverClosed | http1.BadAnswer):
+        return "protocol_error", _one_line(str(exc))
+    if isinstance(exc, ConnectionError):  # reset or cut while the request was out
+        return "connect_error", _one_line(f"the connection broke: {exc.strerror or exc}")
+    if isinstance(exc, OSError):
         return "connect_error", _one_line(str(exc))
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "protocol_error", "the receiver closed the connection without answering"
     return "protocol_error", _one_line(f"{type(exc).__name__}: {exc}")
 
 
 class Sender:
-    """Sends ``OutgoingRequest``s over one shared aiohttp session (``start`` .. ``close``)."""
+    """Sends ``OutgoingRequest``s over kept-alive connections (``start`` .. ``close``)."""
 
     def __init__(
         self,
@@ -93,38 +90,26 @@ class Sender:
         self.user_agent = user_agent
         self._limit = limit
         self._limit_per_host = limit_per_host
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
         self._inner_resolver = resolver
-        self._session: aiohttp.ClientSession | None = None
+        self._client: http1.Client | None = None
         self._resolver: GuardedResolver | None = None
         #: URLs that passed ``_target`` (refusals raise, so they are never kept)
-        self._targets: dict[str, URL] = {}
-        #: aiohttp's timeout of each ``Timeouts`` seen (a handful: the default and overrides)
-        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._targets: dict[str, http1.Target] = {}
 
     async def start(self) -> None:
-        if self._session is not None:
+        if self._client is not None:
             return
         self._resolver = GuardedResolver(self.allow, self._inner_resolver)
-        connector = aiohttp.TCPConnector(
-            resolver=self._resolver,
-            limit=self._limit,
-            limit_per_host=self._limit_per_host,
-            ssl=self._ssl,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": self.user_agent},
-            auto_decompress=True,
-            trust_env=False,
+        self._client = http1.Client(
+            self._resolver, self._ssl, limit=self._limit, limit_per_host=self._limit_per_host
         )
 
     async def close(self) -> None:
-        session, resolver = self._session, self._resolver
-        self._session = self._resolver = None
-        if session is not None:
-            await session.close()
+        client, resolver = self._client, self._resolver
+        self._client = self._resolver = None
+        if client is not None:
+            await client.close()
         if resolver is not None:
             await resolver.close()
 
@@ -142,62 +127,48 @@ class Sender:
 
     async def send(self, request: OutgoingRequest, timeouts: Timeouts) -> AttemptResult:
         """One attempt; network trouble is reported in the result, never raised."""
-        if self._session is None:
+        if self._client is None:
             raise RuntimeError("Sender.start() must be called before send()")
         started = time.perf_counter()
         try:
-            url = self._target(request.url)
-            async with self._session.request(
-                request.method,
-                url,
-                data=request.body,
-                headers=list(request.headers),
-                allow_redirects=False,
-                timeout=self._timeout(timeouts),
-            ) as response:
-                snippet, body_error = "", None
-                if response.status != 204 and response.content_length != 0:
-                    snippet, body_error = await _read_snippet(response)
-                return AttemptResult(
-                    status=response.status,
-                    error_class=None,
-                    error=body_error,
-                    latency_ms=_since(started),
-                    snippet=snippet,
-                    retry_after=response.headers.get("Retry-After"),
+            where = self._target(request.url)
+            async with asyncio.timeout(timeouts.total):
+                answer = await self._client.request(
+                    request.method, where, request.headers, request.body, timeouts.connect
                 )
-        except (TimeoutError, aiohttp.ClientError, OSError, InvalidTarget) as exc:
+        except (OSError, ValueError) as exc:  # TimeoutError, ssl.SSLError: OSErrors
             error_class, message = classify(exc)
             latency = _since(started)
             if error_class == "timeout":
                 limits = f"limits: connect {timeouts.connect:g} s, total {timeouts.total:g} s"
                 message = f"{message} after {latency / 1000:.1f} s ({limits})"
             return AttemptResult(None, error_class, message, latency, "", None)
+        return AttemptResult(
+            status=answer.status,
+            error_class=None,
+            error=None
+            if answer.body_error is None
+            else f"reading the response body: {answer.body_error}",
+            latency_ms=_since(started),
+            snippet=answer.snippet.decode("utf-8", errors="replace"),
+            retry_after=answer.retry_after,
+        )
 
-    def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(timeouts)
-        if timeout is None:
-            if len(self._timeouts) >= 256:
-                self._timeouts.clear()
-            timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
-            self._timeouts[timeouts] = timeout
-        return timeout
-
-    def _target(self, raw: str) -> URL:
+    def _target(self, raw: str) -> http1.Target:
         """The URL, as given; refused when it names an unsafe IP address itself.
 
-        aiohttp connects to literal IP hosts without asking the resolver, so they are
-        checked here; host names are checked by ``GuardedResolver``. The answers for the
-        URLs seen lately are kept (the same few URLs get most requests).
+        Literal IP hosts are connected to without a resolver, so they are checked here; host
+        names are checked by ``GuardedResolver``. The answers for the URLs seen lately are
+        kept (the same few URLs get most requests).
         """
         known = self._targets.get(raw)
         if known is not None:
             return known
-        url = self._check_target(raw)
+        where = http1.target(self._check_target(raw))
         if len(self._targets) >= 4096:
             self._targets.clear()
-        self._targets[raw] = url
-        return url
+        self._targets[raw] = where
+        return where
 
     def _check_target(self, raw: str) -> URL:
         try:
@@ -208,6 +179,8 @@ class Sender:
             raise InvalidTarget("the scheme must be http or https")
         if not url.host:
             raise InvalidTarget("no host")
+        if any(ch <= " " or ch == "\x7f" for ch in url.raw_path_qs):
+            raise InvalidTarget("spaces or control characters in the path or query")
         ip = literal_ip(url.host)
         if ip is None and (":" in url.host or url.host.replace(".", "").isdigit()):
             # 127.1 or 2130706433: the system would read these as 127.0.0.1 unchecked
@@ -216,21 +189,6 @@ class Sender:
         if reason is not None:
             raise RefusedDestination(url.host, [reason])
         return url
-
-
-async def _read_snippet(response: aiohttp.ClientResponse) -> tuple[str, str | None]:
-    """The first ``SNIPPET_BYTES`` of the body; trouble reading it does not undo the status."""
-    data = bytearray()
-    try:
-        while len(data) < SNIPPET_BYTES:
-            chunk = await response.content.read(SNIPPET_BYTES - len(data))
-            if not chunk:
-                break
-            data += chunk
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        _, message = classify(exc)
-        return data.decode("utf-8", errors="replace"), f"reading the response body: {message}"
-    return data.decode("utf-8", errors="replace"), None
 
 
 def _since(started: float) -> float:
