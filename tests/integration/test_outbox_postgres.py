@@ -22,6 +22,7 @@ from callhook.store import outbox, outbox_postgres
 from callhook.store.database import asyncpg_options
 from callhook.store.outbox import ClaimWanted
 from callhook.store.outbox_postgres import PostgresCycles
+from callhook.store.pg_connection import columns, moment
 from callhook.wiring import Components, build
 from tests.conftest import World
 from tests.databases import plan_nodes
@@ -199,6 +200,20 @@ async def test_a_lease_that_ran_out_is_claimed_by_another_worker(
     assert late.kept == [False, False]
 
 
+async def _backlog(sql: asyncpg.Connection, n: int) -> None:
+    """``n`` pending deliveries, due now, each with an order key of its own (none waits for
+    another); the table is not analyzed."""
+    await sql.execute(
+        "INSERT INTO deliveries (webhook_id, call_ref, call_id, seq, event_type, extension, "
+        "owner_path, rule_id, method, url, host, order_key, payload, state, attempts, next_at, "
+        "expires_at, created) "
+        "SELECT 'msg_' || n, (SELECT min(id) FROM calls), 'c', 1, 0, '210', '/', 'r', 1, "
+        "'http://127.0.0.1:9/hook', '127.0.0.1:9', 'k' || n, '', 'pending', 0, now(), "
+        "now() + interval '1 hour', now() FROM generate_series(1, $1::int) AS n",
+        n,
+    )
+
+
 async def test_the_claim_walks_the_due_index_in_order_on_a_table_never_analyzed(
     world: World,
     client: httpx.AsyncClient,
@@ -210,14 +225,7 @@ async def test_the_claim_walks_the_due_index_in_order_on_a_table_never_analyzed(
     them and sorted them to keep a claim's few (RESULTS.md item 14). The worker's connection
     must plan the claim as an ordered walk of the (state, next_at) index that stops early."""
     await _calls(world, client, components, 1)
-    await sql.execute(
-        "INSERT INTO deliveries (webhook_id, call_ref, call_id, seq, event_type, extension, "
-        "owner_path, rule_id, method, url, host, order_key, payload, state, attempts, next_at, "
-        "expires_at, created) "
-        "SELECT 'msg_' || n, (SELECT min(id) FROM calls), 'c', 1, 0, '210', '/', 'r', 1, "
-        "'http://127.0.0.1:9/hook', '127.0.0.1:9', 'k' || n, '', 'pending', 0, now(), "
-        "now() + interval '1 hour', now() FROM generate_series(1, 20000) AS n"
-    )
+    await _backlog(sql, 20000)
     now = utcnow()
 
     async def plan(conn: asyncpg.Connection) -> Any:
@@ -230,3 +238,78 @@ async def test_the_claim_walks_the_due_index_in_order_on_a_table_never_analyzed(
     assert ("Index Scan", "deliveries") in nodes, nodes
     assert not any(node in ("Sort", "Bitmap Heap Scan", "Seq Scan") for node, _ in nodes), nodes
     assert len((await cycles.cycle("w1", [], [], _wanted(limit=60))).jobs) == 60
+
+
+def _scans(plan: Any) -> list[tuple[str, str, str]]:
+    """(node type, relation, index) of every node of an EXPLAIN (FORMAT JSON) plan."""
+    found = [(plan["Node Type"], plan.get("Relation Name", ""), plan.get("Index Name", ""))]
+    for child in plan.get("Plans", ()):
+        found.extend(_scans(child))
+    return found
+
+
+async def test_the_record_and_the_expiry_find_their_rows_by_primary_key_behind_a_backlog(
+    world: World,
+    client: httpx.AsyncClient,
+    components: Components,
+    cycles: PostgresCycles,
+    sql: asyncpg.Connection,
+) -> None:
+    """With statistics that did not know the backlog, PostgreSQL walked the whole index of
+    pending deliveries to find the few a cycle records or expires (RESULTS.md item 16). The
+    worker's connection must find them by primary key, whatever the table holds."""
+    await _calls(world, client, components, 1)
+    await _backlog(sql, 20000)
+    jobs = (await cycles.cycle("w", [], [], _wanted(limit=5))).jobs
+    assert len(jobs) == 5
+    pending = await sql.fetchval("SELECT count(*) FROM deliveries WHERE state = 'pending'")
+    ids = [job.id for job in jobs]
+    attempts = [_finished(job, "w") for job in jobs]
+    state, reason, status, next_at, finished, _ = columns(outbox.finish_rows(moment, attempts))
+    _, at, host, _, error_class, error, latency, snippet, worker = columns(
+        outbox.attempt_rows(moment, attempts)
+    )
+    now = utcnow()
+
+    async def plans(conn: asyncpg.Connection) -> tuple[Any, Any]:
+        record = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) " + outbox_postgres._RECORD,
+            ids,
+            state,
+            reason,
+            status,
+            next_at,
+            finished,
+            "w",
+            at,
+            host,
+            error_class,
+            error,
+            latency,
+            snippet,
+            worker,
+        )
+        expire = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) " + outbox_postgres._EXPIRE,
+            ids,
+            outbox.EXPIRED,
+            outbox.EXPIRED_REASON,
+            now,
+        )
+        return json.loads(record)[0]["Plan"], json.loads(expire)[0]["Plan"]
+
+    for plan in await cycles._conn.transaction(plans):
+        nodes = _scans(plan)
+        scans = [node for node in nodes if node[1] == "deliveries" and node[0] != "ModifyTable"]
+        assert scans == [("Index Scan", "deliveries", "pk_deliveries")], nodes
+    # and the record records, behind the backlog as in front of it
+    done = await cycles.cycle("w", attempts, [], None)
+    assert done.kept == [True] * 5
+    recorded = await sql.fetch(
+        "SELECT state, attempts, lease_owner FROM deliveries WHERE id = ANY($1::bigint[])", ids
+    )
+    assert [tuple(row) for row in recorded] == [(outbox.DELIVERED, 1, None)] * 5
+    assert await sql.fetchval("SELECT count(*) FROM delivery_attempts") == 5
+    assert await sql.fetchval("SELECT count(*) FROM deliveries WHERE state = 'pending'") == (
+        pending - 5
+    )
