@@ -79,6 +79,9 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.used = False
         self._waiter: asyncio.Future[Answer] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        #: some of an answer came back for the current request (the receiver read it)
+        self.heard = False
         self._status = 0
         self._retry_after: str | None = None
         self._length: int | None = None
@@ -97,12 +100,16 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None or self._waiter.done():
             self.close()  # nothing was asked: a receiver talking out of turn loses the connection
             return
+        self.heard = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(BadAnswer("the receiver switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(BadAnswer(f"the receiver's answer is not HTTP ({exc})"))
+            if self.parser.get_status_code() == 101:  # without "Connection: Upgrade"
+                self._fail(BadAnswer("the receiver switched protocols"))
+            else:
+                self._fail(BadAnswer(f"the receiver's answer is not HTTP ({exc})"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -119,6 +126,12 @@ class _Connection(asyncio.Protocol):
         waiter.set_result(self._answer(error))
 
     # --- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._waiter is None or self._waiter.done():
+            # more after the answer, in the same read: out of turn, the connection goes
+            self._keep = False
+            self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -153,13 +166,33 @@ class _Connection(asyncio.Protocol):
 
     # --- use --------------------------------------------------------------------------------
 
-    def exchange(self, data: bytes) -> asyncio.Future[Answer]:
-        """Send one request's bytes; the future gets its answer."""
+    def exchange(self, data: bytes, deadline: float) -> asyncio.Future[Answer]:
+        """Send one request's bytes; the future gets its answer, or at ``deadline`` (the
+        loop's time) a TimeoutError, or the status with the body said to be cut short when
+        the head had arrived (as the body was read, the status stands)."""
         assert self.transport is not None
         self._reset()
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self.heard = False
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        self._timer = loop.call_at(deadline, self._expire)
+        waiter.add_done_callback(self._stop_timer)
         self.transport.write(data)
         return waiter
+
+    def _expire(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if self._status >= 200:
+                waiter.set_result(self._answer("timed out"))
+            else:
+                waiter.set_exception(TimeoutError())
+        self.close()
+
+    def _stop_timer(self, _: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def reusable(self) -> bool:
         return self._keep and not self.closed and self.transport is not None
@@ -214,8 +247,8 @@ def target(url: URL) -> Target:
     if port != default:
         authority = f"{authority}:{port}"
     authorization = None
-    if url.user is not None:
-        pair = f"{url.user}:{url.password or ''}".encode()
+    if url.user is not None or url.password is not None:
+        pair = f"{url.user or ''}:{url.password or ''}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode("ascii")
     return Target(
         (url.scheme, host, port),
@@ -270,33 +303,45 @@ class Client:
         where: Target,
         headers: Sequence[tuple[str, str]],
         body: bytes | None,
-        connect_timeout: float,
+        timeouts: tuple[float, float],
     ) -> Answer:
-        """One request and its answer; raises for network trouble (the sender classifies)."""
+        """One request and its answer within ``timeouts`` (seconds to connect, in all);
+        raises for network trouble (the sender classifies). A status that arrived stands,
+        even when the body then stalls past the deadline."""
         data = request_bytes(method, where, headers, body)
-        async with self._slots:
+        deadline = asyncio.get_running_loop().time() + timeouts[1]
+        await _acquire(self._slots, deadline)
+        try:
             if not self._per_host:
-                return await self._exchange(where, data, connect_timeout)
+                return await self._exchange(where, data, timeouts[0], deadline)
             host_slots = self._host_slots.get(where.key)
             if host_slots is None:
                 host_slots = self._host_slots[where.key] = asyncio.Semaphore(self._per_host)
-            async with host_slots:
-                return await self._exchange(where, data, connect_timeout)
+            await _acquire(host_slots, deadline)
+            try:
+                return await self._exchange(where, data, timeouts[0], deadline)
+            finally:
+                host_slots.release()
+        finally:
+            self._slots.release()
 
-    async def _exchange(self, where: Target, data: bytes, connect_timeout: float) -> Answer:
+    async def _exchange(
+        self, where: Target, data: bytes, connect_seconds: float, deadline: float
+    ) -> Answer:
         conn = self._take(where.key)
         if conn is None:
-            conn = await self._connect(where, connect_timeout)
+            conn = await self._connect(where, connect_seconds, deadline)
         try:
             try:
-                answer = await conn.exchange(data)
+                answer = await conn.exchange(data, deadline)
             except ReceiverClosed:
-                if not conn.used:
+                if not conn.used or conn.heard:
                     raise
-                # a kept connection the receiver closed as it went out: it never read the
-                # request, so it goes once more on a new connection
-                conn = await self._connect(where, connect_timeout)
-                answer = await conn.exchange(data)
+                # a kept connection the receiver closed as the request went out, without a
+                # byte of an answer: it never read the request, so it goes once more on a new
+                # connection
+                conn = await self._connect(where, connect_seconds, deadline)
+                answer = await conn.exchange(data, deadline)
         except BaseException:
             conn.close()
             raise
@@ -325,24 +370,27 @@ class Client:
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    async def _connect(self, where: Target, connect_seconds: float) -> _Connection:
-        """A new connection to the first address of the host that answers."""
+    async def _connect(self, where: Target, connect_seconds: float, deadline: float) -> _Connection:
+        """A new connection to the first address of the host that answers, within
+        ``connect_seconds`` and before ``deadline``."""
+        loop = asyncio.get_running_loop()
+        connect_by = min(deadline, loop.time() + connect_seconds)
         if where.literal:
             addresses = [where.host]
         else:
             try:
-                found = await self._resolver.resolve(where.host, where.port, socket.AF_UNSPEC)
-            except RefusedDestination:
+                async with asyncio.timeout_at(connect_by):
+                    found = await self._resolver.resolve(where.host, where.port, socket.AF_UNSPEC)
+            except (RefusedDestination, TimeoutError):
                 raise
             except OSError as exc:
                 raise ResolveFailed(f"cannot resolve {where.host}: {exc}") from exc
             addresses = [result["host"] for result in found]
-        loop = asyncio.get_running_loop()
         tls = self._ssl if where.tls else None
         failures: list[str] = []
         for address in addresses:
             try:
-                async with asyncio.timeout(connect_seconds):
+                async with asyncio.timeout_at(connect_by):
                     _, conn = await loop.create_connection(
                         _Connection,
                         address,
@@ -366,3 +414,12 @@ class Client:
                 conn.close()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports close
+
+
+async def _acquire(slots: asyncio.Semaphore, deadline: float) -> None:
+    """A slot, waiting for one no later than ``deadline`` (the loop's time)."""
+    if not slots.locked():
+        await slots.acquire()
+        return
+    async with asyncio.timeout_at(deadline):
+        await slots.acquire()

@@ -8,7 +8,6 @@ requests go through ``http1``, a lean HTTP/1.1 client (decision 0014).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from dataclasses import dataclass
@@ -132,10 +131,13 @@ class Sender:
         started = time.perf_counter()
         try:
             where = self._target(request.url)
-            async with asyncio.timeout(timeouts.total):
-                answer = await self._client.request(
-                    request.method, where, request.headers, request.body, timeouts.connect
-                )
+            answer = await self._client.request(
+                request.method,
+                where,
+                request.headers,
+                request.body,
+                (timeouts.connect, timeouts.total),
+            )
         except (OSError, ValueError) as exc:  # TimeoutError, ssl.SSLError: OSErrors
             error_class, message = classify(exc)
             latency = _since(started)
@@ -164,7 +166,10 @@ class Sender:
         known = self._targets.get(raw)
         if known is not None:
             return known
-        where = http1.target(self._check_target(raw))
+        try:
+            where = http1.target(self._check_target(raw))
+        except UnicodeError:  # a host IDNA cannot write (a label over 63 characters, say)
+            raise InvalidTarget("the host name cannot be written in ASCII (IDNA)") from None
         if len(self._targets) >= 4096:
             self._targets.clear()
         self._targets[raw] = where
@@ -179,8 +184,12 @@ class Sender:
             raise InvalidTarget("the scheme must be http or https")
         if not url.host:
             raise InvalidTarget("no host")
-        if any(ch <= " " or ch == "\x7f" for ch in url.raw_path_qs):
-            raise InvalidTarget("spaces or control characters in the path or query")
+        path = url.raw_path_qs
+        if not path.isascii() or any(ch <= " " or ch == "\x7f" for ch in path):
+            raise InvalidTarget(
+                "the path or query has spaces, control characters or characters beyond ASCII "
+                "(percent-encode them)"
+            )
         ip = literal_ip(url.host)
         if ip is None and (":" in url.host or url.host.replace(".", "").isdigit()):
             # 127.1 or 2130706433: the system would read these as 127.0.0.1 unchecked
