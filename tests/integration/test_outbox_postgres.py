@@ -22,7 +22,6 @@ from callhook.store import outbox, outbox_postgres
 from callhook.store.database import asyncpg_options
 from callhook.store.outbox import ClaimWanted
 from callhook.store.outbox_postgres import PostgresCycles
-from callhook.store.pg_connection import columns, moment
 from callhook.wiring import Components, build
 from tests.conftest import World
 from tests.databases import plan_nodes
@@ -265,29 +264,12 @@ async def test_the_record_and_the_expiry_find_their_rows_by_primary_key_behind_a
     pending = await sql.fetchval("SELECT count(*) FROM deliveries WHERE state = 'pending'")
     ids = [job.id for job in jobs]
     attempts = [_finished(job, "w") for job in jobs]
-    state, reason, status, next_at, finished, _ = columns(outbox.finish_rows(moment, attempts))
-    _, at, host, _, error_class, error, latency, snippet, worker = columns(
-        outbox.attempt_rows(moment, attempts)
-    )
     now = utcnow()
 
     async def plans(conn: asyncpg.Connection) -> tuple[Any, Any]:
         record = await conn.fetchval(
             "EXPLAIN (FORMAT JSON) " + outbox_postgres._RECORD,
-            ids,
-            state,
-            reason,
-            status,
-            next_at,
-            finished,
-            "w",
-            at,
-            host,
-            error_class,
-            error,
-            latency,
-            snippet,
-            worker,
+            *outbox_postgres.record_arguments("w", attempts),
         )
         expire = await conn.fetchval(
             "EXPLAIN (FORMAT JSON) " + outbox_postgres._EXPIRE,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -138,33 +139,25 @@ async def record(
     meanwhile (then nothing of it is written)."""
     if not finished:
         return []
+    rows = await conn.fetch(_RECORD, *record_arguments(owner, finished))
+    kept = {row[0] for row in rows}
+    return [f.job.id in kept for f in finished]
+
+
+def record_arguments(owner: str, finished: Sequence[outbox.Finished]) -> list[Any]:
+    """_RECORD's parameters for ``finished`` (at least one), in order."""
     ids, states, reasons, statuses, next_ats, ends = columns(
         [
             (job_id, state, reason, status, next_at, end)
             for state, reason, status, next_at, end, job_id in outbox.finish_rows(moment, finished)
         ]
     )
-    attempts = columns(outbox.attempt_rows(moment, finished))
-    _, at, host, _, error_class, error, latency, snippet, worker = attempts
-    rows = await conn.fetch(
-        _RECORD,
-        ids,
-        states,
-        reasons,
-        statuses,
-        next_ats,
-        ends,
-        owner,
-        at,
-        host,
-        error_class,
-        error,
-        latency,
-        snippet,
-        worker,
+    _, at, host, _, error_class, error, latency, snippet, worker = columns(
+        outbox.attempt_rows(moment, finished)
     )
-    kept = {row[0] for row in rows}
-    return [f.job.id in kept for f in finished]
+    # $1-$6 the deliveries' columns, $7 the owner, $8-$14 the attempts' columns
+    deliveries = [ids, states, reasons, statuses, next_ats, ends]
+    return [*deliveries, owner, at, host, error_class, error, latency, snippet, worker]
 
 
 async def release(
