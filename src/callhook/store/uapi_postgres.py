@@ -35,7 +35,7 @@ from callhook.domain.phone_call_events import EventType, PhoneCallEvent
 from callhook.store.credentials import TokenRecord
 from callhook.store.database import asyncpg_connect, asyncpg_options
 from callhook.store.directory_cache import DirectoryCache
-from callhook.store.uapi_group import CreateGroup
+from callhook.store.group_commit import GroupCommit
 from callhook.store.uapi_store import (
     FIND_ACCESS,
     FIND_EXTENSION,
@@ -94,7 +94,7 @@ class PostgresUapiStore:
         #: set while LISTEN is in place (for tests and the status)
         self.listening = asyncio.Event()
         #: Creates that arrive while a commit runs are inserted together by the next one
-        self._group: CreateGroup[tuple[Any, ...]] = CreateGroup(self._commit)
+        self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
 
     async def _ready(self) -> asyncpg.Pool:
         if self._pool is not None:
@@ -176,9 +176,9 @@ class PostgresUapiStore:
         # the 201 that follows must be seen by this process's next List, notice or not
         self.rules_changed(event.extension_id)
 
-    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> list[None]:
         """The rules of the Creates waiting, in one statement and one commit (a group that
-        fails is retried rule by rule by ``CreateGroup``, so one rule whose extension is gone
+        fails is retried rule by rule by ``GroupCommit``, so one rule whose extension is gone
         fails only its own Create)."""
         pool = await self._ready()
         async with pool.acquire() as conn:
@@ -187,6 +187,7 @@ class PostgresUapiStore:
             else:
                 columns = [list(column) for column in zip(*rows, strict=True)]
                 await conn.execute(INSERT_EVENTS, *columns)
+        return [None] * len(rows)
 
     def rules_changed(self, extension_id: int) -> None:
         self.cache.drop(("rules", extension_id))

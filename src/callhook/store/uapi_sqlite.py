@@ -10,7 +10,7 @@ the directory and to the rules (migration 0005), tell whether it was such a chan
 everything kept is dropped. A token revoked by ``callhook admin`` in another process is
 refused by the next request; ingest's and the worker's commits only cost the counters' read.
 
-Creates are group-committed (``uapi_group``): the rules of the Creates that arrive while a
+Creates are group-committed (``group_commit``): the rules of the Creates that arrive while a
 commit runs are inserted together in the next transaction, with ``synchronous=FULL``: one fsync
 for them all, and a 201 still means the rule is on disk. The INSERT runs on the event loop's
 thread when the write lock is free at once, the COMMIT (the fsync) on a thread of its own
@@ -38,8 +38,8 @@ from callhook.store import bulk
 from callhook.store.credentials import TokenRecord
 from callhook.store.database import write_turn
 from callhook.store.directory_cache import DirectoryCache
+from callhook.store.group_commit import GroupCommit
 from callhook.store.sqlite_thread import begin
-from callhook.store.uapi_group import CreateGroup
 from callhook.store.uapi_store import (
     FIND_ACCESS,
     FIND_EXTENSION,
@@ -198,7 +198,7 @@ class SqliteUapiStore:
         #: the database was looked at in this turn of the event loop
         self._looked = False
         self._writer: RuleWriter | None = None
-        self._group: CreateGroup[tuple[Any, ...]] = CreateGroup(self._commit)
+        self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
 
     def _read(self) -> sqlite3.Connection:
         """The reading connection, after dropping what was kept if the directory or the rules
@@ -300,7 +300,7 @@ class SqliteUapiStore:
             # extension's foreign key: the extension was deleted since it was resolved
             raise ExtensionGone(event.extension_id) from None
 
-    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> list[None]:
         if self._writer is None:
             self._writer = RuleWriter(self.path)
         statements: list[tuple[str, Sequence[Any]]] = [
@@ -309,6 +309,7 @@ class SqliteUapiStore:
         ]
         async with write_turn(self.engine):
             await self._writer.write(statements)
+        return [None] * len(rows)
 
     def directory_changed(self) -> None:
         """Nothing to do: the change was committed by another connection, which the reading

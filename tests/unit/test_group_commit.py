@@ -1,5 +1,6 @@
-"""store.uapi_group: Creates that arrive together are committed together and answered from one
-future; a bad one fails alone; a Create cancelled while it waits does not cancel the others."""
+"""store.group_commit: items that arrive together (ingest's batches, the UnifiedAPI's Creates)
+are committed together and answered from one future, each with its own result; a bad one fails
+alone; a caller cancelled while it waits does not cancel the others."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from callhook.store.uapi_group import CreateGroup
+from callhook.store.group_commit import GroupCommit
 
 
 class Bad(Exception):
@@ -20,17 +21,19 @@ class Recorder:
         self.commits: list[list[int]] = []
         self.gate: asyncio.Event | None = None
 
-    async def commit_all(self, items: Sequence[int]) -> None:
+    async def commit_all(self, items: Sequence[int]) -> list[int]:
+        """Each item's result is ten times the item."""
         self.commits.append(list(items))
         if self.gate is not None:
             await self.gate.wait()
         if any(item < 0 for item in items):
             raise Bad(items)
+        return [item * 10 for item in items]
 
 
 async def test_items_of_one_turn_are_one_commit_and_the_next_ones_the_next() -> None:
     rec = Recorder()
-    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    group: GroupCommit[int, int] = GroupCommit(rec.commit_all)
     rec.gate = asyncio.Event()
     first = [asyncio.ensure_future(group.submit(n)) for n in range(3)]
     await asyncio.sleep(0)
@@ -40,16 +43,16 @@ async def test_items_of_one_turn_are_one_commit_and_the_next_ones_the_next() -> 
     await asyncio.sleep(0)
     assert rec.commits == [[0, 1, 2]]
     rec.gate.set()
-    assert await asyncio.gather(*first, *second) == [None] * 5
+    assert await asyncio.gather(*first, *second) == [0, 10, 20, 100, 110]
     assert rec.commits == [[0, 1, 2], [10, 11]]
 
 
 async def test_a_bad_item_fails_only_its_own_submit() -> None:
     rec = Recorder()
-    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    group: GroupCommit[int, int] = GroupCommit(rec.commit_all)
     results = await asyncio.gather(*(group.submit(n) for n in (1, -2, 3)), return_exceptions=True)
-    assert results[0] is None
-    assert results[2] is None
+    assert results[0] == 10
+    assert results[2] == 30
     assert isinstance(results[1], Bad)
     assert results[1].args == ([-2],)
     assert rec.commits == [[1, -2, 3], [1], [-2], [3]]
@@ -60,7 +63,7 @@ async def test_a_bad_item_fails_only_its_own_submit() -> None:
 
 async def test_a_cancelled_submit_does_not_cancel_its_group() -> None:
     rec = Recorder()
-    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    group: GroupCommit[int, int] = GroupCommit(rec.commit_all)
     rec.gate = asyncio.Event()
     waiting = [asyncio.ensure_future(group.submit(n)) for n in range(3)]
     await asyncio.sleep(0)
@@ -71,15 +74,15 @@ async def test_a_cancelled_submit_does_not_cancel_its_group() -> None:
     assert not waiting[1].done()
     rec.gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
-    assert results[0] is None
-    assert results[2] is None
+    assert results[0] == 0
+    assert results[2] == 20
     assert isinstance(results[1], asyncio.CancelledError)
     assert rec.commits == [[0, 1, 2]]
 
 
 async def test_a_commit_cancelled_fails_its_group_and_the_next_submit_starts_anew() -> None:
     rec = Recorder()
-    group: CreateGroup[int] = CreateGroup(rec.commit_all)
+    group: GroupCommit[int, int] = GroupCommit(rec.commit_all)
     rec.gate = asyncio.Event()
     waiting = [asyncio.ensure_future(group.submit(n)) for n in range(2)]
     await asyncio.sleep(0)
@@ -89,5 +92,5 @@ async def test_a_commit_cancelled_fails_its_group_and_the_next_submit_starts_ane
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     rec.gate.set()
-    await group.submit(5)
+    assert await group.submit(5) == 50
     assert rec.commits == [[0, 1], [5]]
