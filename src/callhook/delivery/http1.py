@@ -72,6 +72,10 @@ class Answer:
 class _Connection(asyncio.Protocol):
     """One connection to a receiver; the parser's callbacks fill in the current answer."""
 
+    #: the current answer's Retry-After and Content-Length, when it has them (``_reset``)
+    _retry_after: str | None
+    _length: int | None
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -82,13 +86,7 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         #: some of an answer came back for the current request (the receiver read it)
         self.heard = False
-        self._status = 0
-        self._retry_after: str | None = None
-        self._length: int | None = None
-        self._chunked = False
-        self._snippet = bytearray()
-        self._body = 0
-        self._keep = False
+        self._reset()
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -203,6 +201,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _reset(self) -> None:
+        """The current answer, none of it yet (a new request, or past a 1xx answer)."""
         self._status = 0
         self._retry_after = None
         self._length = None

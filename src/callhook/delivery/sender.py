@@ -145,12 +145,11 @@ class Sender:
                 limits = f"limits: connect {timeouts.connect:g} s, total {timeouts.total:g} s"
                 message = f"{message} after {latency / 1000:.1f} s ({limits})"
             return AttemptResult(None, error_class, message, latency, "", None)
+        body_error = answer.body_error
         return AttemptResult(
             status=answer.status,
             error_class=None,
-            error=None
-            if answer.body_error is None
-            else f"reading the response body: {answer.body_error}",
+            error=None if body_error is None else f"reading the response body: {body_error}",
             latency_ms=_since(started),
             snippet=answer.snippet.decode("utf-8", errors="replace"),
             retry_after=answer.retry_after,
