@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent, new_event_id
 from callhook.store import bulk
-from callhook.store.uapi_sqlite import RuleWriter, SqliteUapiStore, _insert
+from callhook.store.uapi_sqlite import RuleWriter, SqliteUapiStore
 from callhook.store.uapi_store import ExtensionGone, row_of
 from callhook.wiring import Components
 
@@ -96,8 +96,8 @@ async def test_sqlite_a_failed_commit_fails_only_the_bad_creates_of_its_group(
     components: Components,
 ) -> None:
     store, writer, extension_id = await _sqlite_writer(components, "SQLite's deferred foreign keys")
-    # the gone extension is found by the group's COMMIT (on the commit thread), not its INSERT
-    writer._conn.execute("PRAGMA defer_foreign_keys=ON")
+    # the gone extension is found when the group's statement commits, not as it inserts
+    writer.connection().execute("PRAGMA defer_foreign_keys=ON")
     events = [_event(GONE if n == 2 else extension_id, n) for n in range(1, 5)]
     results = await asyncio.gather(
         *(store.insert_event(e, app_id=1) for e in events), return_exceptions=True
@@ -118,27 +118,43 @@ async def test_sqlite_a_write_cancelled_during_its_commit_is_cancelled_once_it_i
 ) -> None:
     store, writer, extension_id = await _sqlite_writer(components, "SQLite's commit thread")
     # a group's statement journal stays in memory (no temporary file written page by page)
-    assert writer._conn.execute("PRAGMA temp_store").fetchone()[0] == 2
-    commit = writer._commit
-    committed: list[float] = []
+    assert writer.connection().execute("PRAGMA temp_store").fetchone()[0] == 2
+    # another connection holds the write lock: the group's INSERT waits on the commit thread
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        event = _event(extension_id, 1)
+        task = asyncio.ensure_future(store.insert_event(event, app_id=1))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        await asyncio.sleep(0.1)
+        # the cancellation waits for the commit, which waits for the lock
+        assert not task.done()
+        other.execute("ROLLBACK")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        other.close()
+    # the cancelled caller's rule was committed all the same: a 201 it never sent, not a loss
+    assert event in await store.find_events(extension_id, None, None)
 
-    def slow_commit() -> None:
-        time.sleep(0.3)
-        commit()
-        committed.append(time.monotonic())
 
-    writer._commit = slow_commit  # type: ignore[method-assign]
-    event = _event(extension_id, 1)
-    row = row_of(event, 1, bulk.sqlite_datetime(event.modified))
-    task = asyncio.ensure_future(writer.write([(_insert(1), row)]))
-    await asyncio.sleep(0.1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    # the cancellation came once the COMMIT was done, not while the thread held the connection
-    assert len(committed) == 1
-    writer._commit = commit  # type: ignore[method-assign]
-    after = _event(extension_id, 2)
-    await store.insert_event(after, app_id=1)
-    found = {e.id for e in await store.find_events(extension_id, None, None)}
-    assert {event.id, after.id} <= found
+async def test_sqlite_a_group_larger_than_one_statement_is_one_transaction(
+    components: Components,
+) -> None:
+    store, writer, extension_id = await _sqlite_writer(components, "SQLite's rule writer")
+
+    def rows(extension: int, first: int, count: int) -> list[tuple[object, ...]]:
+        made = [_event(extension, n % 60) for n in range(first, first + count)]
+        return [row_of(e, 1, bulk.sqlite_datetime(e.modified)) for e in made]
+
+    group = rows(extension_id, 0, 600)  # 500 rows to a statement: two statements
+    assert writer.write(group) == [None] * 600
+    stored = {e.id for e in await store.find_events(extension_id, None, None)}
+    assert {row[0] for row in group} <= stored
+    # a bad row in the second statement undoes the first one too
+    bad = rows(extension_id, 0, 520) + rows(GONE, 0, 1)
+    with pytest.raises(sqlite3.IntegrityError):
+        writer.write(bad)
+    stored = {e.id for e in await store.find_events(extension_id, None, None)}
+    assert not {row[0] for row in bad} & stored

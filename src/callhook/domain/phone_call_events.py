@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -74,17 +75,71 @@ _ID_TABLE = bytes.maketrans(
 _ID_DROPPED = bytes(range(248, 256))
 
 
+class _ReadAhead:
+    """The system's random bytes, read 4 KiB ahead: each read gives up the GIL, and on the
+    event loop's thread, with another thread wanting it (the store's commit threads), each
+    give-up is a wait to get it back (a Create paid ~5 % of its time in ``os.urandom(40)``).
+    A forked child drops what its parent read ahead, so the two never share bytes."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+    def take(self, n: int) -> bytes:
+        end = self._at + n
+        if end > len(self._buffer):
+            self._buffer, self._at, end = os.urandom(max(self.SIZE, n)), 0, n
+        taken = self._buffer[self._at : end]
+        self._at = end
+        return taken
+
+    def drop(self) -> None:
+        self._buffer, self._at = b"", 0
+
+
+_random = _ReadAhead()
+os.register_at_fork(after_in_child=_random.drop)
+
+
+#: an id's first characters: the time it was made, in milliseconds, in base 62 with the digits
+#: in byte order (0-9, A-Z, a-z), so that ids sort as they were made (8 characters last until
+#: the year 8900); the other 22 are random (131 bits)
+TIME_CHARS = 8
+_TIME_DIGITS = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+@lru_cache(maxsize=4)
+def _time_prefix(milliseconds: int) -> str:
+    """``milliseconds`` as ``TIME_CHARS`` base-62 digits (kept: many ids share one)."""
+    digits = []
+    for _ in range(TIME_CHARS):
+        milliseconds, digit = divmod(milliseconds, 62)
+        digits.append(_TIME_DIGITS[digit])
+    return "".join(reversed(digits))
+
+
 def new_event_id(
-    choice: Callable[[str], str] | None = None, randbytes: Callable[[int], bytes] = os.urandom
+    choice: Callable[[str], str] | None = None,
+    randbytes: Callable[[int], bytes] = _random.take,
+    clock: Callable[[], float] = time.time,
 ) -> str:
-    """30 random letters and digits; from ``choice`` (one character at a time) if given, else
-    from random bytes (one read of the system's random source, not 30)."""
+    """30 letters and digits: the time (``TIME_CHARS``), then random ones, from ``choice`` (one
+    character at a time) if given, else from the system's random bytes (read ahead).
+
+    Ids that grow with time are what the rules' primary key is built for: a new rule's id
+    lands at the end of the index, where the last ones are, instead of on a page of its own
+    somewhere in it (random ids made a group commit of 15 Creates on a 120,000-rule table
+    write ~15 index pages: INSERT 152 us and COMMIT 430 us, against 27 and 156 us)."""
+    prefix = _time_prefix(int(clock() * 1000))
+    size = ID_LENGTH - TIME_CHARS
     if choice is not None:
-        return "".join(choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+        return prefix + "".join(choice(ID_ALPHABET) for _ in range(size))
     text = ""
-    while len(text) < ID_LENGTH:
-        text += randbytes(ID_LENGTH + 10).translate(_ID_TABLE, _ID_DROPPED).decode("ascii")
-    return text[:ID_LENGTH]
+    while len(text) < size:
+        text += randbytes(size + 8).translate(_ID_TABLE, _ID_DROPPED).decode("ascii")
+    return prefix + text[:size]
 
 
 def check_event_id(text: str) -> str:
@@ -116,7 +171,7 @@ def _spell(allowed: range) -> str:
 
 
 def parse_type(value: Any, error: type[ServiceError] = TypeInvalid) -> EventType:
-    return EventType(_small_int(value, range(5), error, "type"))
+    return TYPES_BY_NUMBER[_small_int(value, range(5), error, "type")]
 
 
 def check_url(value: Any) -> str:
@@ -161,11 +216,18 @@ def check_note(value: Any) -> str:
 
 
 def _check_unknown(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    if body.keys() <= _KNOWN.get(allowed, _NONE):
+        return
     unknown = sorted(k for k in body if k not in allowed and k not in READ_ONLY)
     if unknown:
         raise RequestInvalid(
             f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(allowed)}."
         )
+
+
+#: the fields a body may hold, by the tuple of writable ones (the usual case, checked at once)
+_KNOWN: dict[tuple[str, ...], frozenset[str]] = {WRITABLE: frozenset(WRITABLE + READ_ONLY)}
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

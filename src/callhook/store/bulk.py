@@ -53,11 +53,7 @@ def sqlite_datetime(value: datetime) -> str:
     """What SQLAlchemy's SQLite DATETIME stores for an aware datetime (UTC, naive text)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC timestamp column")
-    utc = value.astimezone(UTC)
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
-    )
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def timestamp(conn: AsyncConnection, value: datetime | None) -> Any:

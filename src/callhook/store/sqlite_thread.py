@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -121,7 +121,14 @@ class SqliteThread:
 
 
 def begin(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, waiting for another process's write in short steps.
+    """BEGIN IMMEDIATE, waiting for another process's write in short steps (``waiting``)."""
+    waiting(conn, "BEGIN IMMEDIATE")
+
+
+def waiting(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """``conn.execute(sql, params)``, tried again in short steps while another connection
+    holds the write lock (a statement that takes the lock: BEGIN IMMEDIATE, or a write in
+    autocommit, which a busy lock leaves undone).
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: a commit of
     ingest that holds the lock 10 ms made a cycle wait 18 ms, and p99 of the waits was 34 ms.
@@ -129,7 +136,7 @@ def begin(conn: sqlite3.Connection) -> None:
     deadline = time.monotonic() + BUSY_TIMEOUT
     while True:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql, params)
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):

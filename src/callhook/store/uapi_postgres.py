@@ -192,6 +192,10 @@ class PostgresUapiStore:
     def rules_changed(self, extension_id: int) -> None:
         self.cache.drop(("rules", extension_id))
 
+    def fresh_cache(self) -> DirectoryCache | None:
+        """The cache while notices of changes can arrive (``put`` keeps nothing otherwise)."""
+        return self.cache if self.cache.enabled else None
+
     def directory_changed(self) -> None:
         self.cache.flush()
 

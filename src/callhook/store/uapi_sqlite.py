@@ -10,20 +10,16 @@ the directory and to the rules (migration 0005), tell whether it was such a chan
 everything kept is dropped. A token revoked by ``callhook admin`` in another process is
 refused by the next request; ingest's and the worker's commits only cost the counters' read.
 
-Creates are group-committed (``group_commit``): the rules of the Creates that arrive while a
-commit runs are inserted together in the next transaction, with ``synchronous=FULL``: one fsync
-for them all, and a 201 still means the rule is on disk. The INSERT runs on the event loop's
-thread when the write lock is free at once, the COMMIT (the fsync) on a thread of its own
-(``RuleWriter``). The process's writers of this file take turns (``database.write_turn``).
+Creates are group-committed on a thread of their own (``group_commit.ThreadGroupCommit``,
+``RuleWriter``): the rules of the Creates that arrive while a commit runs are inserted together
+by the next one, which the thread starts as soon as the last is done, with
+``synchronous=FULL``: one fsync for them all, and a 201 still means the rule is on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -36,10 +32,9 @@ from callhook.domain.accounts import Account, Extension
 from callhook.domain.phone_call_events import EventType, PhoneCallEvent
 from callhook.store import bulk
 from callhook.store.credentials import TokenRecord
-from callhook.store.database import write_turn
 from callhook.store.directory_cache import DirectoryCache
-from callhook.store.group_commit import GroupCommit
-from callhook.store.sqlite_thread import begin
+from callhook.store.group_commit import ThreadGroupCommit
+from callhook.store.sqlite_thread import begin, waiting
 from callhook.store.uapi_store import (
     FIND_ACCESS,
     FIND_EXTENSION,
@@ -60,8 +55,6 @@ from callhook.store.uapi_store import (
 READ_BUSY_MS = 5000
 _VERSIONS = "SELECT name, version FROM api_versions"
 _COLUMNS = "(id, extension_id, type, method, url, status, note, modified, app_id)"
-#: a job for the writer's thread: the loop, what to settle when done, the function, its arguments
-_Job = tuple[asyncio.AbstractEventLoop, "_Done", Callable[..., None], tuple[Any, ...]]
 
 
 @lru_cache(maxsize=64)
@@ -80,110 +73,66 @@ def _token(row: Any) -> tuple[TokenRecord, Account]:
     return token_of(row, moment)
 
 
-class _Done(asyncio.Future[None]):
-    """The COMMIT's end, awaited by the group's commit: a caller cancelled meanwhile cannot
-    cancel it (asyncio then cancels the caller once it is there: the COMMIT may be done, and
-    the connection must be the loop's again before anything else)."""
-
-    def cancel(self, msg: object = None) -> bool:
-        return False
-
-
-def _settle(done: _Done, failure: BaseException | None) -> None:
-    if failure is None:
-        done.set_result(None)
-    else:
-        done.set_exception(failure)
-
-
 class RuleWriter:
-    """The Creates' rules written to the file: BEGIN IMMEDIATE and the INSERT on the event
-    loop's thread when the write lock is free at once (no wait: ``busy_timeout=0``), only the
-    COMMIT, ``synchronous=FULL`` (the fsync, which releases the GIL), on a thread of its own.
-    When another connection holds the lock, the whole transaction goes to the thread, which waits
-    for it in short steps (``sqlite_thread.begin``). One connection, used by one thread at a
-    time: the loop's until the COMMIT is handed over, the thread's until it is done.
+    """The Creates' rules written to the file from the group commit's thread
+    (``ThreadGroupCommit``), on a connection of its own.
 
-    The thread takes its work from a queue and answers the loop with one ``call_soon_threadsafe``
-    (an executor's future, its wrapping and a shield cost the two threads more Python, and the
-    GIL more handovers, for each group). ``temp_store=MEMORY``: the statement journal of a
-    group's INSERT (a rule's random id lands on its own page of the primary key's index, so a
-    large group's journal outgrows SQLite's in-memory threshold) stays in memory instead of a
-    temporary file written page by page."""
+    A group that fits one statement is one INSERT in autocommit: the statement is its own
+    transaction, committed with ``synchronous=FULL`` (the fsync) before it returns, so the
+    thread gives up the GIL once for the whole write and takes it back once (BEGIN, INSERT and
+    COMMIT as three statements take it back three times, each a wait for the busy event loop).
+    A larger group is one BEGIN IMMEDIATE ... COMMIT. Another connection holding the write
+    lock is waited for in short steps (``sqlite_thread.waiting``): the rule writer does not
+    take turns with the process's other writers (``database.write_turn`` is the event loop's),
+    it waits for the file's lock as another process's writer would.
+
+    ``temp_store=MEMORY``: the statement journal of a group's INSERT (a rule's random id lands
+    on its own page of the primary key's index, so a large group's journal outgrows SQLite's
+    in-memory threshold) stays in memory instead of a temporary file written page by page."""
+
+    PRAGMAS = (
+        "journal_mode=WAL",
+        "foreign_keys=ON",
+        "busy_timeout=0",
+        "synchronous=FULL",
+        "temp_store=MEMORY",
+    )
 
     def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in (
-            "journal_mode=WAL",
-            "foreign_keys=ON",
-            "busy_timeout=0",
-            "synchronous=FULL",
-            "temp_store=MEMORY",
-        ):
-            self._conn.execute(f"PRAGMA {pragma}")
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="callhook-uapi", daemon=True)
-        self._thread.start()
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
 
-    async def _run(self, fn: Callable[..., None], *args: Any) -> None:
-        """``fn(*args)`` on the thread; a caller cancelled meanwhile still waits for it."""
-        loop = asyncio.get_running_loop()
-        done = _Done(loop=loop)
-        self._jobs.put((loop, done, fn, args))
-        await done
+    def connection(self) -> sqlite3.Connection:
+        """The writer's connection (made on first use, on the thread that uses it)."""
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in self.PRAGMAS:
+                conn.execute(f"PRAGMA {pragma}")
+            self._conn = conn
+        return self._conn
 
-    async def write(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
-        conn = self._conn
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> list[None]:
+        """Insert ``rows`` (rules in the table's column order) in one transaction."""
+        conn = self.connection()
+        chunks = list(bulk.chunked(rows, 9))
+        if len(chunks) == 1:
+            waiting(conn, _insert(len(rows)), list(chain.from_iterable(rows)))
+            return [None] * len(rows)
+        begin(conn)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            await self._run(self._whole, statements)
-            return
-        try:
-            for sql, values in statements:
-                conn.execute(sql, values)
+            for chunk in chunks:
+                conn.execute(_insert(len(chunk)), list(chain.from_iterable(chunk)))
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        await self._run(self._commit)
+        return [None] * len(rows)
 
-    # --- on the thread -----------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            loop, done, fn, args = job
-            failure: BaseException | None = None
-            try:
-                fn(*args)
-            except BaseException as exc:  # handed to the loop, which raises it in the caller
-                failure = exc
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, done, failure)
-            del job, done, failure
-
-    def _commit(self) -> None:
-        try:
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-
-    def _whole(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
-        begin(self._conn)
-        try:
-            for sql, values in statements:
-                self._conn.execute(sql, values)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._commit()
-
-    async def close(self) -> None:
-        await self._run(self._conn.close)
-        self._jobs.put(None)
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 class SqliteUapiStore:
@@ -197,8 +146,10 @@ class SqliteUapiStore:
         self._versions: dict[str, int] = {}
         #: the database was looked at in this turn of the event loop
         self._looked = False
-        self._writer: RuleWriter | None = None
-        self._group: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._commit)
+        self._writer = RuleWriter(path)
+        self._group: ThreadGroupCommit[tuple[Any, ...], None] = ThreadGroupCommit(
+            self._writer.write, name="callhook-uapi", close=self._writer.close
+        )
 
     def _read(self) -> sqlite3.Connection:
         """The reading connection, after dropping what was kept if the directory or the rules
@@ -300,16 +251,9 @@ class SqliteUapiStore:
             # extension's foreign key: the extension was deleted since it was resolved
             raise ExtensionGone(event.extension_id) from None
 
-    async def _commit(self, rows: Sequence[tuple[Any, ...]]) -> list[None]:
-        if self._writer is None:
-            self._writer = RuleWriter(self.path)
-        statements: list[tuple[str, Sequence[Any]]] = [
-            (_insert(len(chunk)), list(chain.from_iterable(chunk)))
-            for chunk in bulk.chunked(rows, 9)
-        ]
-        async with write_turn(self.engine):
-            await self._writer.write(statements)
-        return [None] * len(rows)
+    def fresh_cache(self) -> DirectoryCache:
+        self._read()
+        return self.cache
 
     def directory_changed(self) -> None:
         """Nothing to do: the change was committed by another connection, which the reading
@@ -322,6 +266,4 @@ class SqliteUapiStore:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.close()
+        await self._group.stop()

@@ -30,6 +30,7 @@ from callhook.domain.accounts import Account, AccountKind, Extension, ExtensionT
 from callhook.domain.phone_call_events import TYPES_BY_NUMBER, EventType, PhoneCallEvent
 from callhook.store import credentials, directory, events
 from callhook.store.credentials import TokenRecord
+from callhook.store.directory_cache import DirectoryCache
 
 
 class ExtensionGone(Exception):
@@ -64,6 +65,12 @@ class UapiStore(Lookup, Protocol):
 
     def directory_changed(self) -> None:
         """This process changed tokens, accounts, extensions or apps through the engine."""
+        ...
+
+    def fresh_cache(self) -> DirectoryCache | None:
+        """The store's cache as its lookups would find it now (made fresh first where that is
+        a look at the database), for values derived from the directory that its flushes must
+        drop too; None if the store keeps nothing."""
         ...
 
     def rules_changed(self, extension_id: int) -> None:
@@ -126,6 +133,9 @@ class EngineUapiStore:
             raise ExtensionGone(event.extension_id) from None
 
     def directory_changed(self) -> None:
+        return None
+
+    def fresh_cache(self) -> DirectoryCache | None:
         return None
 
     def rules_changed(self, extension_id: int) -> None:
