@@ -69,7 +69,9 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 def write_turn(engine: AsyncEngine) -> asyncio.Lock:
     """The lock the writers of ``engine``'s SQLite file take turns on in this process (also
-    for writers that go around the engine, straight through the driver)."""
+    for writers that go around the engine, straight through the driver). The UnifiedAPI's rule
+    writer runs on a thread by itself and cannot hold it: it waits for SQLite's own write lock,
+    as another process's writer does (``uapi_sqlite.RuleWriter``, decision 0015)."""
     key = str(engine.url.database)
     lock = _WRITE_LOCKS.get(key)
     if lock is None:
