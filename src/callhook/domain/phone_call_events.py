@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -79,24 +80,28 @@ class _ReadAhead:
     """The system's random bytes, read 4 KiB ahead: each read gives up the GIL, and on the
     event loop's thread, with another thread wanting it (the store's commit threads), each
     give-up is a wait to get it back (a Create paid ~5 % of its time in ``os.urandom(40)``).
-    A forked child drops what its parent read ahead, so the two never share bytes."""
+    A forked child drops what its parent read ahead, so the two never share bytes; two threads
+    never get the same bytes either (a lock around each take)."""
 
     SIZE = 4096
 
     def __init__(self) -> None:
         self._buffer = b""
         self._at = 0
+        self._lock = threading.Lock()
 
     def take(self, n: int) -> bytes:
-        end = self._at + n
-        if end > len(self._buffer):
-            self._buffer, self._at, end = os.urandom(max(self.SIZE, n)), 0, n
-        taken = self._buffer[self._at : end]
-        self._at = end
-        return taken
+        with self._lock:
+            end = self._at + n
+            if end > len(self._buffer):
+                self._buffer, self._at, end = os.urandom(max(self.SIZE, n)), 0, n
+            taken = self._buffer[self._at : end]
+            self._at = end
+            return taken
 
     def drop(self) -> None:
         self._buffer, self._at = b"", 0
+        self._lock = threading.Lock()  # a lock held by another thread at the fork stays held
 
 
 _random = _ReadAhead()
