@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
@@ -37,6 +37,43 @@ class Outcome(asyncio.Future[Answers]):
 
     def cancel(self, msg: object = None) -> bool:
         return False
+
+
+async def _commit_or_each(
+    commit_all: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]], items: list[Any]
+) -> Answers:
+    """``items`` committed together; if that fails, each alone, so that a bad one fails only
+    its own caller (a group of one fails with its own error at once)."""
+    try:
+        return await commit_all(items), None
+    except Exception as exc:
+        if len(items) == 1:
+            return [None], [exc]
+    results: list[Any] = []
+    failures: list[Exception | None] = []
+    for item in items:
+        try:
+            (result,) = await commit_all([item])
+        except Exception as exc:
+            results.append(None)
+            failures.append(exc)
+        else:
+            results.append(result)
+            failures.append(None)
+    return results, failures
+
+
+def _finished(work: Coroutine[Any, Any, Answers]) -> Answers:
+    """The answers of ``work`` run to its end on this thread, without an event loop: the
+    committing thread's ``commit_all`` blocks instead of awaiting, so ``work`` never suspends
+    (it is ``_commit_or_each``, shared with ``GroupCommit``)."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        answers: Answers = done.value
+        return answers
+    work.close()
+    raise RuntimeError("a commit on the committing thread tried to wait for an event loop")
 
 
 def _own(answers: Answers, index: int) -> Any:
@@ -84,23 +121,7 @@ class GroupCommit(Generic[T, R]):
                     raise
 
     async def _commit_group(self, items: list[T]) -> Answers:
-        try:
-            return await self._commit_all(items), None
-        except Exception as exc:
-            if len(items) == 1:
-                return [None], [exc]
-        results: list[R | None] = []
-        failures: list[Exception | None] = []
-        for item in items:
-            try:
-                (result,) = await self._commit_all([item])
-            except Exception as exc:
-                results.append(None)
-                failures.append(exc)
-            else:
-                results.append(result)
-                failures.append(None)
-        return results, failures
+        return await _commit_or_each(self._commit_all, items)
 
 
 class _Job:
@@ -205,23 +226,10 @@ class ThreadGroupCommit(Generic[T, R]):
         self._answer(job, answers)
 
     def _commit_group(self, items: list[T]) -> Answers:
-        try:
-            return self._commit_all(items), None
-        except Exception as exc:
-            if len(items) == 1:
-                return [None], [exc]
-        results: list[R | None] = []
-        failures: list[Exception | None] = []
-        for item in items:
-            try:
-                (result,) = self._commit_all([item])
-            except Exception as exc:
-                results.append(None)
-                failures.append(exc)
-            else:
-                results.append(result)
-                failures.append(None)
-        return results, failures
+        async def commit_all(group: Sequence[T]) -> Sequence[R]:
+            return self._commit_all(group)
+
+        return _finished(_commit_or_each(commit_all, items))
 
     @staticmethod
     def _answer(job: _Job, answers: Answers) -> None:
