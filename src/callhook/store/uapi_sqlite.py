@@ -86,9 +86,9 @@ class RuleWriter:
     take turns with the process's other writers (``database.write_turn`` is the event loop's),
     it waits for the file's lock as another process's writer would.
 
-    ``temp_store=MEMORY``: the statement journal of a group's INSERT (a rule's random id lands
-    on its own page of the primary key's index, so a large group's journal outgrows SQLite's
-    in-memory threshold) stays in memory instead of a temporary file written page by page."""
+    ``temp_store=MEMORY``: the statement journal of a large group's INSERT (rules spread over
+    many index pages: the random ids made before decision 0015, or many extensions) stays in
+    memory instead of a temporary file written page by page."""
 
     PRAGMAS = (
         "journal_mode=WAL",
