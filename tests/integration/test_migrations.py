@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callhook.store import migrate
 from callhook.store.database import create_engine
-from callhook.store.tables import metadata
+from callhook.store.tables import UTCDateTime, metadata
 from tests.databases import PostgresTemplates
 
 
@@ -105,7 +106,7 @@ async def test_the_claims_indexes_hold_pending_deliveries_only(empty_url: str) -
     old = {"ix_deliveries_state_next_at", "ix_deliveries_order_key_id"}
     engine = create_engine(empty_url)
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade(engine, "0007")
         indexes = await _deliveries_indexes(engine)
         assert partial <= set(indexes), indexes
         assert not old & set(indexes), indexes
@@ -122,7 +123,80 @@ async def test_the_claims_indexes_hold_pending_deliveries_only(empty_url: str) -
         for name in old:
             assert "WHERE" not in indexes[name].upper(), indexes[name]
         # and forward again
-        assert (await migrate.upgrade(engine))[0] == "0006"
+        assert (await migrate.upgrade(engine, "0007"))[0] == "0006"
         assert partial <= set(await _deliveries_indexes(engine))
+    finally:
+        await engine.dispose()
+
+
+_DELIVERY = (
+    "INSERT INTO deliveries (id, webhook_id, call_ref, call_id, seq, event_type, extension, "
+    "owner_path, rule_id, method, url, host, order_key, payload, state, attempts, next_at, "
+    "expires_at, lease_until, lease_owner, created) VALUES (:id, :wid, 1, 'c1', :seq, 1, "
+    "'0003*201', '1', 'r', 1, 'http://h.example/x', 'h.example:80', 'k', '{}', :state, 0, "
+    ":next_at, '2030-01-01 00:00:00', :lease_until, :owner, '2026-01-01 00:00:00')"
+)
+
+
+_delivery = text(_DELIVERY).bindparams(
+    bindparam("next_at", type_=UTCDateTime), bindparam("lease_until", type_=UTCDateTime)
+)
+
+
+def _at(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+async def test_the_pending_deliveries_move_to_the_queue(empty_url: str) -> None:
+    """Migration 0008 puts each pending delivery in ``delivery_queue`` (a leased one due when its
+    lease ends) and drops the partial indexes: no index of deliveries names its state, lease
+    or next attempt any more. Going back to 0007 restores the indexes and drops the queue."""
+    partial = {"ix_deliveries_pending_next_at", "ix_deliveries_pending_order_key"}
+    engine = create_engine(empty_url)
+    try:
+        await migrate.upgrade(engine, "0007")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO sources (id, name, token_hash, created) "
+                    "VALUES (1, 's', 'h', '2026-01-01 00:00:00')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO calls (id, source_id, call_id, state, seq, created, updated) "
+                    "VALUES (1, 1, 'c1', '{}', 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+            rows = [
+                (1, "delivered", "2026-01-01 00:00:01", None, None),
+                (2, "pending", "2026-01-01 00:00:02", None, None),
+                (3, "pending", "2026-01-01 00:00:03", "2026-01-01 00:01:30", "w1"),
+                (4, "failed", "2026-01-01 00:00:04", None, None),
+            ]
+            for id_, state, next_at, lease_until, owner in rows:
+                params = {"id": id_, "wid": f"msg_{id_}", "seq": id_, "state": state}
+                params |= {"next_at": _at(next_at), "lease_until": _at(lease_until), "owner": owner}
+                await conn.execute(_delivery, params)
+        await migrate.upgrade(engine)
+        indexes = await _deliveries_indexes(engine)
+        assert not partial & set(indexes), indexes
+        for definition in indexes.values():
+            for column in ("state", "lease", "next_at"):
+                assert column not in definition, definition
+        query = "SELECT id, order_key, host, next_at FROM delivery_queue ORDER BY id"
+        async with engine.connect() as conn:
+            queued = [tuple(row) for row in await conn.execute(text(query))]
+        assert [(i, k, h) for i, k, h, _ in queued] == [
+            (2, "k", "h.example:80"),
+            (3, "k", "h.example:80"),
+        ]
+        assert [str(at)[:19] for *_, at in queued] == ["2026-01-01 00:00:02", "2026-01-01 00:01:30"]
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, "0007")
+        assert partial <= set(await _deliveries_indexes(engine))
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert "delivery_queue" not in tables
     finally:
         await engine.dispose()

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callhook.store.outbox import EXPIRED, FAILED, PENDING
-from callhook.store.tables import deliveries, delivery_attempts
+from callhook.store.tables import deliveries, delivery_attempts, delivery_queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +78,34 @@ async def attempts_of(conn: AsyncConnection, delivery_id: int) -> list[Any]:
 async def requeue(
     conn: AsyncConnection, ids: Sequence[int], now: datetime, expires: dict[int, datetime]
 ) -> int:
-    """Make finished deliveries pending again, due now (replay and recover)."""
+    """Make finished deliveries pending again, due now (replay and recover): back in the
+    queue."""
     count = 0
     for delivery_id in ids:
-        result = await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.state != PENDING)
-            .values(
-                state=PENDING,
-                next_at=now,
-                expires_at=expires[delivery_id],
-                finished=None,
-                lease_until=None,
-                lease_owner=None,
-                last_error=None,
+        requeued = (
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.state != PENDING)
+                .values(
+                    state=PENDING,
+                    next_at=now,
+                    expires_at=expires[delivery_id],
+                    finished=None,
+                    lease_until=None,
+                    lease_owner=None,
+                    last_error=None,
+                )
+                .returning(deliveries.c.order_key, deliveries.c.host)
+            )
+        ).first()
+        if requeued is None:
+            continue
+        await conn.execute(
+            insert(delivery_queue).values(
+                id=delivery_id, order_key=requeued.order_key, host=requeued.host, next_at=now
             )
         )
-        count += result.rowcount or 0
+        count += 1
     return count
 
 

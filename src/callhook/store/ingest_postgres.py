@@ -98,7 +98,16 @@ def _insert_columns(table: str, names: Sequence[str], types: Sequence[str]) -> s
 
 
 _INSERT_EVENTS = _insert_columns("call_events", outbox.EVENT_COLUMNS, _EVENT_TYPES)
-_INSERT_DELIVERIES = _insert_columns("deliveries", outbox.DELIVERY_COLUMNS, _DELIVERY_TYPES)
+#: the deliveries and their rows of the queue
+_MADE = _insert_columns("deliveries", outbox.DELIVERY_COLUMNS, _DELIVERY_TYPES)
+#: (each after the first of its (url, call) parked: outbox.PARKED)
+_INSERT_DELIVERIES = (
+    f"WITH made AS ({_MADE} RETURNING id, order_key, host, next_at) "  # noqa: S608
+    "INSERT INTO delivery_queue (id, order_key, host, next_at, parked) "
+    "SELECT id, order_key, host, CASE WHEN n > 1 THEN next_at + $21::interval "
+    "ELSE next_at END, n > 1 FROM (SELECT *, row_number() OVER "
+    "(PARTITION BY order_key ORDER BY id) AS n FROM made) AS m"
+)
 
 
 async def lock_calls(
@@ -160,7 +169,7 @@ async def write(
         await conn.execute(_INSERT_EVENTS, *columns(rows))
     if deliveries:
         rows = outbox.delivery_rows(moment, deliveries, now)
-        await conn.execute(_INSERT_DELIVERIES, *columns(rows))
+        await conn.execute(_INSERT_DELIVERIES, *columns(rows), outbox.PARKED)
     if changed:
         saved = outbox.saved_call_rows(changed, now)
         await conn.execute(_SAVE_CALLS, *columns(saved))

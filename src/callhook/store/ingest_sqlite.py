@@ -42,14 +42,17 @@ def write(
     now: datetime,
 ) -> None:
     """Inside a transaction: insert the new calls (per source; their ids are set on their
-    rows, for the events and deliveries that refer to them), the events, the deliveries, and
-    save the changed calls."""
+    rows, for the events and deliveries that refer to them), the events, the deliveries (and
+    their rows of the queue), and save the changed calls."""
     stamp = bulk.sqlite_datetime(now)
     for source_id, new in new_calls:
         _insert_calls(conn, source_id, new, stamp)
     _insert(conn, "call_events", outbox.EVENT_COLUMNS, outbox.event_rows(_stamp, events, now))
-    rows = outbox.delivery_rows(_stamp, deliveries, now)
-    _insert(conn, "deliveries", outbox.DELIVERY_COLUMNS, rows)
+    if deliveries:
+        (last,) = conn.execute(outbox.LAST_DELIVERY).fetchone()
+        rows = outbox.delivery_rows(_stamp, deliveries, now)
+        _insert(conn, "deliveries", outbox.DELIVERY_COLUMNS, rows)
+        conn.execute(outbox.QUEUE_INSERTED, (last, _stamp(now + outbox.PARKED)))
     saved = outbox.saved_call_rows(changed, stamp)
     for chunk in bulk.chunked(saved, 4):
         sql = _SAVE_FROM_VALUES.format(values=bulk.values(len(chunk), 4))

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import (
     Integer,
-    String,
     and_,
     bindparam,
+    delete,
     exists,
     func,
     insert,
@@ -33,6 +33,7 @@ from callhook.store.tables import (
     calls,
     deliveries,
     delivery_attempts,
+    delivery_queue,
     extensions,
 )
 from callhook.store.tables import phone_call_events as pce
@@ -323,15 +324,50 @@ def delivery_rows(
     ]
 
 
+#: how long a delivery made behind an earlier one of its (url, call) in the same commit waits
+#: in the queue at most: it is due as soon as that one is finished (WAKE_NEXT), so the claim
+#: does not read it again and again meanwhile; the limit only bounds how late it would be if
+#: no finish woke it. A claim clears ``parked`` (a leased row is never woken: it would be due
+#: again while its lease runs)
+PARKED = timedelta(seconds=60)
+
+#: SQLite (one writer): the queue rows of the deliveries inserted after the one given (?1),
+#: each after the first of its (url, call) parked until ?2
+QUEUE_INSERTED = (
+    "INSERT INTO delivery_queue (id, order_key, host, next_at, parked) "
+    "SELECT id, order_key, host, CASE WHEN n > 1 THEN ?2 ELSE next_at END, n > 1 FROM ("
+    "SELECT id, order_key, host, next_at, "
+    "row_number() OVER (PARTITION BY order_key ORDER BY id) AS n "
+    "FROM deliveries WHERE id > ?1) ORDER BY id"
+)
+#: before the finished deliveries (``{ids}``) leave the queue: the next of each one's
+#: (url, call), if it was parked behind it, is due from its delivery's own next attempt (when
+#: it was made)
+WAKE_NEXT = (
+    "UPDATE delivery_queue SET next_at = (SELECT d.next_at FROM deliveries AS d "
+    "WHERE d.id = delivery_queue.id), parked = {false} WHERE parked AND id IN ("
+    "SELECT (SELECT min(q.id) FROM delivery_queue AS q "
+    "WHERE q.order_key = done.order_key AND q.id > done.id) "
+    "FROM delivery_queue AS done WHERE done.id IN ({ids}))"
+)
+#: SQLite: the last delivery's id before an insert (0 when there is none)
+LAST_DELIVERY = "SELECT coalesce(max(id), 0) FROM deliveries"
+
+
 async def insert_deliveries(
     conn: AsyncConnection, rows: Sequence[NewDelivery], now: datetime
 ) -> None:
-    """Insert new deliveries, pending and due now, in the order given (their ids keep it)."""
+    """Insert new deliveries, pending and due now, in the order given (their ids keep it), and
+    their rows of the queue (the only writer: SQLite in memory)."""
+    if not rows:
+        return
 
     def stamp(value: datetime | None) -> Any:
         return bulk.timestamp(conn, value)
 
+    last = (await conn.exec_driver_sql(LAST_DELIVERY)).scalar_one()
     await bulk.insert_rows(conn, deliveries, DELIVERY_COLUMNS, delivery_rows(stamp, rows, now))
+    await conn.exec_driver_sql(QUEUE_INSERTED, (last, stamp(now + PARKED)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,40 +410,28 @@ _JOB_COLUMNS = [
 
 
 @lru_cache(maxsize=8)
-def _claim_statement(skipping: bool) -> Any:
-    """The claim through the engine (SQLite in memory; ``outbox_sqlite`` and ``outbox_postgres``
-    run the same query), built once (its values are bound parameters)."""
-    now = bindparam("b_now", type_=deliveries.c.next_at.type)
-    cand = deliveries.alias("cand")
-    earlier = deliveries.alias("earlier")
-    # both lookups go through the partial indexes of pending deliveries (migration 0007)
+def _lease_statement(skipping: bool) -> Any:
+    """The claim's first step through the engine (SQLite in memory; ``outbox_sqlite`` and
+    ``outbox_postgres`` take the same rows), built once (its values are bound parameters): the
+    deliveries due in the queue (a leased one is due there when its lease ends), each the first
+    of its (url, call) still in it, due again there when the lease ends; their ids."""
+    cand = delivery_queue.alias("cand")
+    earlier = delivery_queue.alias("earlier")
     blocked = exists().where(
-        and_(
-            earlier.c.order_key == cand.c.order_key,
-            earlier.c.id < cand.c.id,
-            earlier.c.state == PENDING,
-        )
+        and_(earlier.c.order_key == cand.c.order_key, earlier.c.id < cand.c.id)
     )
     due = select(cand.c.id).where(
-        cand.c.state == PENDING,
-        cand.c.next_at <= now,
-        (cand.c.lease_until.is_(None)) | (cand.c.lease_until < now),
-        ~blocked,
+        cand.c.next_at <= bindparam("b_now", type_=delivery_queue.c.next_at.type), ~blocked
     )
     if skipping:
         due = due.where(cand.c.host.not_in(bindparam("b_skip", expanding=True)))
     due = due.order_by(cand.c.next_at, cand.c.id).limit(bindparam("b_limit", type_=Integer))
-    lease = {
-        "lease_until": bindparam("b_until", type_=deliveries.c.lease_until.type),
-        "lease_owner": bindparam("b_owner", type_=String),
-    }
-    # one UPDATE ... RETURNING: on SQLite it takes the write lock at once (a SELECT first
-    # would have to upgrade its read lock, which fails instead of waiting when others write)
+    until = bindparam("b_until", type_=delivery_queue.c.next_at.type)
     return (
-        update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(**lease)
-        .returning(*_JOB_COLUMNS)
+        update(delivery_queue)
+        .where(delivery_queue.c.id.in_(due.scalar_subquery()))
+        .values(next_at=until, parked=False)
+        .returning(delivery_queue.c.id)
     )
 
 
@@ -445,37 +469,60 @@ async def claim(
     limit: int,
     skip_hosts: Sequence[str] = (),
 ) -> list[Job]:
-    """Lease up to ``limit`` due deliveries, each the first unfinished one of its (url, call)."""
-    claimed = _claim_statement(bool(skip_hosts))
-    params: dict[str, Any] = {
-        "b_now": now,
-        "b_until": now + lease,
-        "b_owner": owner,
-        "b_limit": limit,
-    }
+    """Lease up to ``limit`` due deliveries, each the first unfinished one of its (url, call)
+    (one writer: SQLite in memory)."""
+    params: dict[str, Any] = {"b_now": now, "b_limit": limit}
     if skip_hosts:
         params["b_skip"] = list(skip_hosts)
-    rows = list(await conn.execute(claimed, params))
+    until = now + lease
+    params["b_until"] = until
+    # an UPDATE first: on SQLite it takes the write lock at once (a SELECT first would have to
+    # upgrade its read lock, which fails instead of waiting when others write)
+    ids = list(await conn.scalars(_lease_statement(bool(skip_hosts)), params))
+    if not ids:
+        return []
+    rows = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(lease_until=until, lease_owner=owner)
+        .returning(*_JOB_COLUMNS)
+    )
     return sorted((Job(*r) for r in rows), key=lambda job: job.id)
 
 
 async def release(conn: AsyncConnection, ids: Sequence[int], owner: str, next_at: datetime) -> None:
     """Give leased deliveries back without an attempt (breaker open, shutting down)."""
-    if ids:
-        await conn.execute(
+    if not ids:
+        return
+    mine = list(
+        await conn.scalars(
             update(deliveries)
             .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
             .values(lease_until=None, lease_owner=None, next_at=next_at)
+            .returning(deliveries.c.id)
+        )
+    )
+    if mine:
+        await conn.execute(
+            update(delivery_queue).where(delivery_queue.c.id.in_(mine)).values(next_at=next_at)
         )
 
 
 async def release_all(conn: AsyncConnection, owner: str | None = None) -> int:
-    """Drop leases (of one owner, or all of them when one process owns the database)."""
+    """Drop leases (of one owner, or all of them when one process owns the database): each
+    delivery due again at its own next attempt."""
     query = update(deliveries).where(deliveries.c.lease_owner.is_not(None))
     if owner is not None:
         query = query.where(deliveries.c.lease_owner == owner)
-    result = await conn.execute(query.values(lease_until=None, lease_owner=None))
-    return result.rowcount or 0
+    query = query.values(lease_until=None, lease_owner=None)
+    released = list(await conn.scalars(query.returning(deliveries.c.id)))
+    for chunk in _chunks(released):
+        await conn.execute(
+            update(delivery_queue)
+            .where(delivery_queue.c.id.in_(chunk))
+            .values(next_at=_own_next_attempt())
+        )
+    return len(released)
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,6 +567,7 @@ async def finish_attempt(
     result = await conn.execute(query.values(**values))
     if not result.rowcount:
         return False
+    await _dequeue(conn, [(job.id, state, next_at)])
     if attempt is not None:
         await conn.execute(
             insert(delivery_attempts).values(
@@ -649,10 +697,36 @@ async def finish_attempts(
     else:
         kept = await _recorded_by(conn, finished, owner)
     mine = [f for f in finished if f.job.id in kept]
+    await _dequeue(conn, [(f.job.id, f.state, f.next_at) for f in mine])
     if mine:
         rows = attempt_rows(stamp, mine)
         await bulk.insert_rows(conn, delivery_attempts, ATTEMPT_COLUMNS, rows)
     return [f.job.id in kept for f in finished]
+
+
+async def _dequeue(
+    conn: AsyncConnection, changed: Sequence[tuple[int, str, datetime | None]]
+) -> None:
+    """After deliveries' state changed (id, new state, next attempt or None): the finished ones
+    leave the queue, the pending ones are due there at their next attempt."""
+    done = [delivery_id for delivery_id, state, _ in changed if state != PENDING]
+    for chunk in _chunks(done):
+        marks = ", ".join("?" for _ in chunk)
+        await conn.exec_driver_sql(WAKE_NEXT.format(false="0", ids=marks), tuple(chunk))
+        await conn.execute(delete(delivery_queue).where(delivery_queue.c.id.in_(chunk)))
+    for delivery_id, state, next_at in changed:
+        if state == PENDING:
+            due = _own_next_attempt() if next_at is None else next_at
+            await conn.execute(
+                update(delivery_queue).where(delivery_queue.c.id == delivery_id).values(next_at=due)
+            )
+
+
+def _own_next_attempt() -> Any:
+    """In an UPDATE of the queue: its delivery's next attempt."""
+    return (
+        select(deliveries.c.next_at).where(deliveries.c.id == delivery_queue.c.id).scalar_subquery()
+    )
 
 
 #: a claim slower than this (seconds) may be working from stale statistics (see
@@ -665,16 +739,17 @@ async def refresh_statistics(conn: AsyncConnection) -> None:
     planner thinks there are; after a burst into a table it last saw small it picks a scan
     per candidate (seconds instead of milliseconds) until autovacuum gets to it."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("ANALYZE deliveries"))
+        await conn.execute(text("ANALYZE delivery_queue"))
 
 
 async def queue_depth(conn: AsyncConnection) -> int:
-    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == PENDING)
+    query = select(func.count()).select_from(delivery_queue)
     return int((await conn.execute(query)).scalar_one())
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
-    """When the earliest pending delivery is due (for a worker deciding how long to sleep)."""
-    query = select(func.min(deliveries.c.next_at)).where(deliveries.c.state == PENDING)
+    """When the earliest pending delivery may be claimed (for a worker deciding how long to
+    sleep; a leased one when its lease ends)."""
+    query = select(func.min(delivery_queue.c.next_at))
     value: datetime | None = (await conn.execute(query)).scalar_one()
     return value

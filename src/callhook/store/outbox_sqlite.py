@@ -21,27 +21,32 @@ from callhook.store import bulk, outbox
 from callhook.store.outbox import EXPIRED_REASON, ClaimWanted, CycleDone
 from callhook.store.sqlite_thread import SqliteThread
 
-#: the deliveries outbox._claim_statement would lease, as SQLite runs it (``{skip}``: the hosts
-#: left out, if any), in one row: a JSON array of their columns (through sqlite3 each row of a
-#: result is a step that gives the GIL up and takes it back, against the busy event loop)
+#: the deliveries outbox.claim would lease, as SQLite runs it (``{skip}``: the hosts left out,
+#: if any), in one row: a JSON array of their columns (through sqlite3 each row of a result is
+#: a step that gives the GIL up and takes it back, against the busy event loop)
 _DUE = (
     "SELECT json_group_array(json_array(id, webhook_id, call_id, seq, event_type, extension, "
-    "app_id, method, url, host, payload, attempts, expires_at)) FROM ("
-    "SELECT cand.* FROM deliveries AS cand "
-    "WHERE cand.state = 'pending' AND cand.next_at <= ? "
-    "AND (cand.lease_until IS NULL OR cand.lease_until < ?) "
-    "AND NOT (EXISTS (SELECT 1 FROM deliveries AS earlier "
-    "WHERE earlier.order_key = cand.order_key AND earlier.id < cand.id "
-    "AND earlier.state = 'pending')){skip} "
+    "app_id, method, url, host, payload, attempts, expires_at)) FROM deliveries "
+    "WHERE id IN (SELECT cand.id FROM delivery_queue AS cand WHERE cand.next_at <= ? "
+    "AND NOT (EXISTS (SELECT 1 FROM delivery_queue AS earlier "
+    "WHERE earlier.order_key = cand.order_key AND earlier.id < cand.id)){skip} "
     "ORDER BY cand.next_at, cand.id LIMIT ?)"
 )
-#: then their leases (the cycle holds the write lock since its BEGIN IMMEDIATE: nothing else
-#: writes between the two statements)
+#: then their leases, and their rows of the queue due when the leases end (the cycle holds the
+#: write lock since its BEGIN IMMEDIATE: nothing else writes between the statements)
 _LEASE = (
     "UPDATE deliveries SET lease_until = ?, lease_owner = ? "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
+_QUEUE_LEASED = (
+    "UPDATE delivery_queue SET next_at = ?, parked = 0 WHERE id IN (SELECT value FROM json_each(?))"
+)
 
+#: the queue first, while the leases still say whose they are
+_QUEUE_RELEASED = (
+    "UPDATE delivery_queue SET next_at = ? WHERE id IN "
+    "(SELECT id FROM deliveries WHERE id IN ({marks}) AND lease_owner = ?)"
+)
 _RELEASE = (
     "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL, next_at = ? "
     "WHERE id IN ({marks}) AND lease_owner = ?"
@@ -50,6 +55,13 @@ _RELEASE = (
 _EXPIRE = (
     "UPDATE deliveries SET state = ?, lease_until = NULL, lease_owner = NULL, last_error = ?, "
     "finished = ? WHERE id = ? AND state = 'pending'"
+)
+#: ids as a JSON array
+_DEQUEUE = "DELETE FROM delivery_queue WHERE id IN (SELECT value FROM json_each(?))"
+_WAKE_NEXT = outbox.WAKE_NEXT.format(false="0", ids="SELECT value FROM json_each(?)")
+_QUEUE_RETRY = (
+    "UPDATE delivery_queue SET next_at = coalesce(?, (SELECT next_at FROM deliveries AS d "
+    "WHERE d.id = delivery_queue.id)) WHERE id = ?"
 )
 
 _RECORDED = "SELECT id, attempts, lease_owner FROM deliveries WHERE id IN ({marks})"
@@ -121,12 +133,23 @@ def _record(
     else:
         kept = _recorded_by(conn, finished)
     mine = [f for f in finished if f.job.id in kept]
+    _dequeue(conn, mine)
     columns = ", ".join(outbox.ATTEMPT_COLUMNS)
     width = len(outbox.ATTEMPT_COLUMNS)
     for rows in bulk.chunked(outbox.attempt_rows(_stamp, mine), width):
         sql = f"INSERT INTO delivery_attempts ({columns}) VALUES {bulk.values(len(rows), width)}"  # noqa: S608
         conn.execute(sql, tuple(v for row in rows for v in row))
     return [f.job.id in kept for f in finished]
+
+
+def _dequeue(conn: sqlite3.Connection, recorded: Sequence[outbox.Finished]) -> None:
+    """The finished deliveries leave the queue; those to try again are due there then."""
+    ended = [f.job.id for f in recorded if f.state != outbox.PENDING]
+    if ended:
+        _leave(conn, json.dumps(ended))
+    again = [(_stamp(f.next_at), f.job.id) for f in recorded if f.state == outbox.PENDING]
+    if again:
+        conn.executemany(_QUEUE_RETRY, again)
 
 
 def _recorded_by(conn: sqlite3.Connection, finished: Sequence[outbox.Finished]) -> set[int]:
@@ -146,8 +169,9 @@ def _recorded_by(conn: sqlite3.Connection, finished: Sequence[outbox.Finished]) 
 def _release(conn: sqlite3.Connection, ids: Sequence[int], owner: str, due: datetime) -> None:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        sql = _RELEASE.format(marks=", ".join("?" for _ in chunk))
-        conn.execute(sql, (_stamp(due), *chunk, owner))
+        marks = ", ".join("?" for _ in chunk)
+        conn.execute(_QUEUE_RELEASED.format(marks=marks), (_stamp(due), *chunk, owner))
+        conn.execute(_RELEASE.format(marks=marks), (_stamp(due), *chunk, owner))
 
 
 def _claim(conn: sqlite3.Connection, owner: str, wanted: ClaimWanted) -> list[outbox.Job]:
@@ -155,13 +179,15 @@ def _claim(conn: sqlite3.Connection, owner: str, wanted: ClaimWanted) -> list[ou
     skip = ""
     if wanted.skip_hosts:
         skip = f" AND cand.host NOT IN ({', '.join('?' for _ in wanted.skip_hosts)})"
-    params: list[Any] = [now, now, *wanted.skip_hosts, wanted.limit]
+    params: list[Any] = [now, *wanted.skip_hosts, wanted.limit]
     (found,) = conn.execute(_DUE.format(skip=skip), params).fetchone()
     rows = json.loads(found)
     if not rows:
         return []
     ids = json.dumps([row[0] for row in rows])
-    conn.execute(_LEASE, (_stamp(wanted.now + wanted.lease), owner, ids))
+    until = _stamp(wanted.now + wanted.lease)
+    conn.execute(_LEASE, (until, owner, ids))
+    conn.execute(_QUEUE_LEASED, (until, ids))
     return sorted((_job(row) for row in rows), key=lambda job: job.id)
 
 
@@ -188,3 +214,12 @@ def _job(row: list[Any]) -> outbox.Job:
 def _expire(conn: sqlite3.Connection, jobs: Sequence[outbox.Job], now: datetime) -> None:
     for job in jobs:
         conn.execute(_EXPIRE, (outbox.EXPIRED, EXPIRED_REASON, _stamp(now), job.id))
+    if jobs:
+        _leave(conn, json.dumps([job.id for job in jobs]))
+
+
+def _leave(conn: sqlite3.Connection, ids: str) -> None:
+    """Finished deliveries (``ids``, a JSON array) leave the queue, each waking the next of its
+    (url, call) if it was parked behind it."""
+    conn.execute(_WAKE_NEXT, (ids,))
+    conn.execute(_DEQUEUE, (ids,))

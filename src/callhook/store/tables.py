@@ -20,7 +20,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -274,22 +273,33 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     #: why the event behind it was made up by its source (a reconstructed hangup), if it was
     Column("note", String(250), nullable=True),
-    #: the claim's: pending deliveries only (migration 0007)
-    Index(
-        "ix_deliveries_pending_next_at",
-        "next_at",
-        "id",
-        sqlite_where=text("state = 'pending'"),
-        postgresql_where=text("state = 'pending'"),
-    ),
-    Index(
-        "ix_deliveries_pending_order_key",
-        "order_key",
-        "id",
-        sqlite_where=text("state = 'pending'"),
-        postgresql_where=text("state = 'pending'"),
-    ),
     Index("ix_deliveries_created", "created"),
+)
+
+#: the pending deliveries, narrow: what the claim walks (migration 0008). A row is here exactly
+#: while its delivery's state is pending; its ``next_at`` is when the delivery may be claimed:
+#: the delivery's own next attempt, or its lease's end while leased (so the claim never reads
+#: past what workers hold). The deliveries table keeps no index that its state, lease or
+#: next attempt is part of: recording an attempt changes its row in place.
+delivery_queue = Table(
+    "delivery_queue",
+    metadata,
+    Column(
+        "id",
+        Id,
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    #: the delivery's: deliveries with the same key are sent one after another, in id order
+    Column("order_key", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("next_at", UTCDateTime, nullable=False),
+    #: made behind an earlier delivery of its (url, call) in the same commit: due only once
+    #: that one is finished (``outbox.WAKE_NEXT``), or after ``outbox.PARKED`` at the latest
+    Column("parked", Boolean, nullable=False, server_default=false()),
+    Index("ix_delivery_queue_next_at", "next_at", "id"),
+    Index("ix_delivery_queue_order_key", "order_key", "id"),
 )
 
 delivery_attempts = Table(
