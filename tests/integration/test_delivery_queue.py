@@ -16,7 +16,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callhook.config import Settings
 from callhook.service import utcnow
 from callhook.sources.registry import SourceRegistry
 from callhook.store import delivery_log, outbox
@@ -27,6 +26,7 @@ from callhook.store.outbox_sqlite import SqliteCycles
 from callhook.store.tables import deliveries, delivery_queue
 from callhook.wiring import Components, build
 from tests.conftest import World
+from tests.integration.ingesting import post_events, settings_for
 from tests.integration.test_engine import ALICE, answered_call, rule
 
 URL = "http://127.0.0.1:9/hook"
@@ -45,10 +45,7 @@ class Cycles(Protocol):
 
 @pytest.fixture
 async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database_url, allow_networks="127.0.0.1/32"
-    )
-    built = build(settings)
+    built = build(settings_for(tmp_path / "data", database_url))
     yield built
     await built.close()
 
@@ -114,12 +111,7 @@ async def _call(world: World, client: httpx.AsyncClient, components: Components)
     for etype in (0, 2, 3):
         await rule(world, "alice", ALICE, etype, URL)
     token = (await SourceRegistry(components.engine).create("pbx")).token
-    response = await client.post(
-        "/callhook/v1/call-events",
-        json=answered_call("c-1"),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 202, response.text
+    await post_events(client, token, answered_call("c-1"))
 
 
 async def _queue(components: Components) -> list[Any]:

@@ -15,7 +15,6 @@ import asyncpg
 import httpx
 import pytest
 
-from callhook.config import Settings
 from callhook.service import utcnow
 from callhook.sources.registry import SourceRegistry
 from callhook.store import outbox, outbox_postgres
@@ -25,6 +24,7 @@ from callhook.store.outbox_postgres import PostgresCycles
 from callhook.wiring import Components, build
 from tests.conftest import World
 from tests.databases import plan_nodes
+from tests.integration.ingesting import settings_for
 from tests.integration.test_engine import ALICE, answered_call, rule
 
 pytestmark = pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
@@ -35,10 +35,7 @@ LEASE = timedelta(seconds=60)
 
 @pytest.fixture
 async def components(database_url: str, tmp_path: Path) -> AsyncIterator[Components]:
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database_url, allow_networks="127.0.0.1/32"
-    )
-    built = build(settings)
+    built = build(settings_for(tmp_path / "data", database_url))
     yield built
     await built.close()
 

@@ -100,11 +100,13 @@ def _insert_columns(table: str, names: Sequence[str], types: Sequence[str]) -> s
 _INSERT_EVENTS = _insert_columns("call_events", outbox.EVENT_COLUMNS, _EVENT_TYPES)
 #: the deliveries and their rows of the queue
 _MADE = _insert_columns("deliveries", outbox.DELIVERY_COLUMNS, _DELIVERY_TYPES)
-#: (each after the first of its (url, call) parked: outbox.PARKED)
+#: (each after the first of its (url, call) parked for outbox.PARKED, the parameter after the
+#: columns)
+_PARKED = len(outbox.DELIVERY_COLUMNS) + 1
 _INSERT_DELIVERIES = (
     f"WITH made AS ({_MADE} RETURNING id, order_key, host, next_at) "  # noqa: S608
     "INSERT INTO delivery_queue (id, order_key, host, next_at, parked) "
-    "SELECT id, order_key, host, CASE WHEN n > 1 THEN next_at + $21::interval "
+    f"SELECT id, order_key, host, CASE WHEN n > 1 THEN next_at + ${_PARKED}::interval "
     "ELSE next_at END, n > 1 FROM (SELECT *, row_number() OVER "
     "(PARTITION BY order_key ORDER BY id) AS n FROM made) AS m"
 )
