@@ -200,3 +200,29 @@ async def test_the_pending_deliveries_move_to_the_queue(empty_url: str) -> None:
         assert "delivery_queue" not in tables
     finally:
         await engine.dispose()
+
+
+async def _fillfactor(engine: AsyncEngine) -> str | None:
+    query = "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'"
+    async with engine.connect() as conn:
+        options = (await conn.execute(text(query))).scalar_one()
+    found = [o.split("=", 1)[1] for o in options or [] if o.startswith("fillfactor=")]
+    return found[0] if found else None
+
+
+async def test_deliveries_pages_keep_room_for_three_versions(empty_url: str) -> None:
+    """PostgreSQL: migration 0009 fills a page of deliveries to 35 % (room for each row's lease
+    and record beside it); going back to 0008 gives 0006's 70 %. SQLite has no fill factor."""
+    engine = create_engine(empty_url)
+    try:
+        if engine.dialect.name != "postgresql":
+            pytest.skip("a PostgreSQL setting")
+        await migrate.upgrade(engine, "0008")
+        assert await _fillfactor(engine) == "70"
+        await migrate.upgrade(engine, "0009")
+        assert await _fillfactor(engine) == "35"
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, "0008")
+        assert await _fillfactor(engine) == "70"
+    finally:
+        await engine.dispose()
