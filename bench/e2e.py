@@ -5,7 +5,8 @@ For each database setup (SQLite in one ``serve`` process; PostgreSQL with ``serv
 ``max``: as fast as ingest accepts), it reports accepted events/s, delivered requests/s and
 the latency from the 202 that accepted an event to the arrival at the receiver of each request
 it caused. The baseline, measured in the same run: a bare aiohttp client sending the same
-requests to the same nginx at the same concurrency, with no persistence at all.
+requests to the same nginx at the same concurrency, with no persistence at all, once before
+callhook's runs and once after them (the ratios use the mean of the two).
 """
 
 from __future__ import annotations
@@ -144,42 +145,59 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown setup {', '.join(unknown)}; choose from {', '.join(SETUPS)}")
 
     with Nginx() as receiver:
-        progress(f"baseline: bare aiohttp client, {HOST_CONCURRENCY} connections, to nginx")
-        bare = asyncio.run(
-            bare_client(receiver.url, 4000 if args.quick else 30000, HOST_CONCURRENCY)
+
+        def baseline(when: str) -> float:
+            progress(f"baseline ({when}): bare aiohttp client, {HOST_CONCURRENCY} connections")
+            bare = asyncio.run(
+                bare_client(receiver.url, 4000 if args.quick else 30000, HOST_CONCURRENCY)
+            )
+            progress(f"  {bare:,.0f} requests/s")
+            return bare
+
+        before = baseline("before")
+        runs = [
+            (SETUPS[name], rate, out)
+            for name in setups
+            for rate, out in run_setup(SETUPS[name], receiver, loads, seconds, args.drain)
+        ]
+        after = baseline("after")
+    # the machine's speed drifts during a run of several minutes (the bare client's own
+    # result moved by 10-20 % between runs minutes apart): the baseline is the mean of one
+    # measurement before callhook's runs and one after
+    bare = (before + after) / 2
+    table = Table(
+        "End to end: answered ext->ext calls (3 events, 6 POSTs each) to nginx on 127.0.0.1",
+        [
+            "setup",
+            "offered ev/s",
+            "accepted ev/s",
+            "delivered",
+            "delivered req/s",
+            "vs bare",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "dups",
+        ],
+    )
+    table.add("bare aiohttp client", "", "", "", bare, "1.00x", "", "", "", "")
+    for setup, rate, out in runs:
+        table.add(
+            setup.label,
+            fmt(rate) if rate else "max",
+            out.accepted_per_s,
+            f"{out.delivered:,}/{out.expected:,}",
+            out.delivered_per_s,
+            ratio(out.delivered_per_s, bare),
+            out.p50_ms,
+            out.p99_ms,
+            out.max_ms,
+            out.duplicates,
         )
-        progress(f"  {bare:,.0f} requests/s")
-        table = Table(
-            "End to end: answered ext->ext calls (3 events, 6 POSTs each) to nginx on 127.0.0.1",
-            [
-                "setup",
-                "offered ev/s",
-                "accepted ev/s",
-                "delivered",
-                "delivered req/s",
-                "vs bare",
-                "p50 ms",
-                "p99 ms",
-                "max ms",
-                "dups",
-            ],
-        )
-        table.add("bare aiohttp client", "", "", "", bare, "1.00x", "", "", "", "")
-        for name in setups:
-            setup = SETUPS[name]
-            for rate, out in run_setup(setup, receiver, loads, seconds, args.drain):
-                table.add(
-                    setup.label,
-                    fmt(rate) if rate else "max",
-                    out.accepted_per_s,
-                    f"{out.delivered:,}/{out.expected:,}",
-                    out.delivered_per_s,
-                    ratio(out.delivered_per_s, bare),
-                    out.p50_ms,
-                    out.p99_ms,
-                    out.max_ms,
-                    out.duplicates,
-                )
+    table.note(
+        f"bare aiohttp client: the mean of {before:,.0f} requests/s measured before callhook's "
+        f"runs and {after:,.0f} after them."
+    )
     table.note(
         f"{EXTENSIONS} extensions with {len(TYPES)} PhoneCallEvents each, all to one URL "
         f"(so a call's 6 requests go in order); callhook's default "
