@@ -22,7 +22,7 @@ import click
 import uvicorn
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from callhook import __version__, logs, tls
+from callhook import __version__, heap, logs, tls
 from callhook.cli import context
 from callhook.cli.output import emit_json, json_option, say
 from callhook.config import Settings
@@ -311,6 +311,7 @@ async def _serve(
             await children.start()
             components.ingest.wake = children.wake
         links = await _start_links(components, startup.links, stop)
+        heap.settle()
         try:
             await server.serve(sockets=[sock])
         finally:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from callhook import logs
+from callhook import heap, logs
 from callhook.cli import context
 from callhook.cli.output import emit_json, json_option, say
 from callhook.config import Settings
@@ -66,6 +66,7 @@ async def _work(
             emit_json({"worker": worker.name, "database": database}, compact=True)
         else:
             say(f"callhook worker {worker.name} delivering from {database}  (Ctrl-C to stop)")
+        heap.settle()
         await run_worker(worker, stop, owns_database=False)
         return worker.name
     finally:
