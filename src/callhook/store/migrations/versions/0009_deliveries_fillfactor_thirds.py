@@ -7,9 +7,9 @@ on its page (a HOT update, no new entry in any of the table's five indexes), but
 the page has room: PostgreSQL reclaims a page's dead versions only once no transaction can see
 them. With 0006's fill factor (70) about half the updates found their page full and wrote a new
 entry in every index; with room for each row's three versions (35) almost all stay in place,
-and the table is no larger, as a version moved to another page also takes a page's worth of
-room there (bench/RESULTS.md item 21). Applies to pages written from now on. SQLite has no
-such setting.
+and the table is no larger: a version moved to another page took as much room there as the
+room now kept free beside it (bench/RESULTS.md item 21). Applies to pages written from now
+on. SQLite has no such setting.
 
 Revision ID: 0009
 Revises: 0008
